@@ -1,0 +1,39 @@
+# `make demo` and `make test` work from a fresh clone: they create .venv, install the
+# project into it, then run.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+MODELS ?=
+
+.PHONY: install demo test lint format benchmark clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) tools/demo.py --output output/demo $(if $(MODELS),--models $(MODELS),)
+
+test: $(STAMP)
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
+
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+benchmark: $(STAMP)
+	$(PY) tools/benchmark.py --quick
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""probe: frozen-feature linear probes, a supervised baseline and pictures of feature space."""
