@@ -1,0 +1,57 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from astrodet.structures import BoxMode
+from astrodet.utils import (
+    atomic_save_torch,
+    atomic_write_json,
+    prepare_output_dir,
+    real_data_root,
+    seed_everything,
+)
+
+
+def test_atomic_write_json_is_strict_and_leaves_no_temporary(tmp_path):
+    path = atomic_write_json(tmp_path / "m.json", {"ap": float("nan"), "x": np.float32(0.5)})
+    assert json.loads(path.read_text()) == {"ap": None, "x": 0.5}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_atomic_save_torch_round_trip(tmp_path):
+    path = atomic_save_torch({"w": torch.arange(3)}, tmp_path / "ck" / "model.pth")
+    assert torch.equal(torch.load(path)["w"], torch.arange(3))
+
+
+def test_prepare_output_dir_refuses_existing(tmp_path):
+    out = tmp_path / "run"
+    prepare_output_dir(out)
+    (out / "metrics.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="--resume.*--overwrite"):
+        prepare_output_dir(out)
+    assert (prepare_output_dir(out, resume=True) / "metrics.json").exists()
+    assert not (prepare_output_dir(out, overwrite=True) / "metrics.json").exists()
+    with pytest.raises(ValueError, match="exclude"):
+        prepare_output_dir(out, overwrite=True, resume=True)
+
+
+def test_real_data_root_follows_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("ASTRODET_REAL_DATA", str(tmp_path))
+    assert real_data_root() == tmp_path
+
+
+def test_seed_everything_repeats():
+    seed_everything(3)
+    a = (np.random.rand(), torch.rand(1).item())
+    seed_everything(3)
+    assert a == (np.random.rand(), torch.rand(1).item())
+
+
+def test_boxmode_round_trip():
+    xywh = np.array([[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 5.0, 5.0]])
+    xyxy = BoxMode.convert(xywh, BoxMode.XYWH_ABS, BoxMode.XYXY_ABS)
+    np.testing.assert_allclose(xyxy, [[1, 2, 4, 6], [0, 0, 5, 5]])
+    np.testing.assert_allclose(BoxMode.convert(xyxy, BoxMode.XYXY_ABS, BoxMode.XYWH_ABS), xywh)
+    assert BoxMode.convert([1, 2, 3, 4], BoxMode.XYWH_ABS, BoxMode.XYXY_ABS) == [1, 2, 4, 6]
