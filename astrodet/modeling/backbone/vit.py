@@ -1,0 +1,293 @@
+"""A plain ViT trunk with ViTDet's simple feature pyramid (Li et al. 2022).
+
+The trunk's stride-16 patch tokens, computed at the training size, are turned into a
+pyramid of strides 4, 8, 16, 32 by transposed convolutions and max pooling, plus a
+max-pooled stride-64 level, named ``p2`` ... ``p6`` as in Detectron2.
+
+* Patch size: trunks with another patch size (DINOv2's 14) get their patch-embedding
+  kernel resampled to 16 (``timm.layers.resample_patch_embed``) and a stride-16 conv, so
+  every trunk gives the same pyramid strides.
+* Position embedding: resampled once to the ``image_size / 16`` grid, and again on the fly
+  for any other grid (inputs padded to a multiple of 32, non-square images).
+* Prefix tokens (class, register) go through the blocks as in pretraining and are dropped
+  from the output. The trunk's final norm is applied to the patch tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import OrderedDict
+from typing import Any
+
+import torch
+from timm.layers import LayerNorm2d, resample_abs_pos_embed, resample_patch_embed
+from torch import nn
+
+from .common import TrunkBackbone, check_freeze
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SimpleFeaturePyramid", "ViTBackbone", "build_vit_backbone"]
+
+PATCH = 16
+
+
+class SimpleFeaturePyramid(nn.Module):
+    """ViTDet's pyramid from one stride-16 map.
+
+    Args:
+        in_channels: channels of the input map (the ViT width).
+        out_channels: channels of every output level.
+        scale_factors: one level per factor; 4 (two 2x transposed convs with LayerNorm and
+            GELU between), 2 (one transposed conv), 1 (identity), 0.5 (2x2 max pool). Each
+            level then has a 1x1 and a 3x3 conv, each followed by a channels-first LayerNorm.
+        in_stride: stride of the input map.
+        top_block: add a level at twice the coarsest stride (1x1 max pool with stride 2).
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        out_channels: int = 256,
+        scale_factors: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5),
+        in_stride: int = PATCH,
+        top_block: bool = True,
+    ) -> None:
+        super().__init__()
+        dim = in_channels
+        self.stages = nn.ModuleList()
+        strides = []
+        for scale in scale_factors:
+            scale = float(scale)
+            if scale == 4.0:
+                layers = [
+                    nn.ConvTranspose2d(dim, dim // 2, kernel_size=2, stride=2),
+                    LayerNorm2d(dim // 2),
+                    nn.GELU(),
+                    nn.ConvTranspose2d(dim // 2, dim // 4, kernel_size=2, stride=2),
+                ]
+                level_dim = dim // 4
+            elif scale == 2.0:
+                layers = [nn.ConvTranspose2d(dim, dim // 2, kernel_size=2, stride=2)]
+                level_dim = dim // 2
+            elif scale == 1.0:
+                layers = []
+                level_dim = dim
+            elif scale == 0.5:
+                layers = [nn.MaxPool2d(kernel_size=2, stride=2)]
+                level_dim = dim
+            else:
+                raise ValueError(
+                    f"scale factor {scale} is not supported; use some of 4.0, 2.0, 1.0, 0.5"
+                )
+            layers += [
+                nn.Conv2d(level_dim, out_channels, kernel_size=1, bias=False),
+                LayerNorm2d(out_channels),
+                nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1, bias=False),
+                LayerNorm2d(out_channels),
+            ]
+            self.stages.append(nn.Sequential(*layers))
+            strides.append(int(in_stride / scale))
+        order = sorted(range(len(strides)), key=lambda i: strides[i])
+        if order != list(range(len(strides))):
+            raise ValueError(f"scale_factors must be decreasing, got {tuple(scale_factors)}")
+        self.top_block = top_block
+        if top_block:
+            strides.append(strides[-1] * 2)
+        self.strides = strides
+        self.names = [f"p{int(math.log2(s))}" for s in strides]
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        outs = [stage(x) for stage in self.stages]
+        if self.top_block:
+            outs.append(nn.functional.max_pool2d(outs[-1], kernel_size=1, stride=2))
+        return OrderedDict(zip(self.names, outs))
+
+
+class ViTBackbone(TrunkBackbone):
+    """A zoo ViT trunk plus :class:`SimpleFeaturePyramid`; see :func:`build_vit_backbone`.
+
+    Attributes:
+        out_channels: channels of every level.
+        out_feature_names: ``["p2", ..., "p6"]`` (finest first, the last one max-pooled).
+        out_feature_strides: ``{"p2": 4, ..., "p6": 64}``.
+    """
+
+    def __init__(
+        self,
+        trunk: nn.Module,
+        *,
+        freeze: str = "backbone",
+        image_size: int = 512,
+        out_channels: int = 256,
+        scale_factors: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5),
+    ) -> None:
+        super().__init__(trunk, freeze)
+        vit = trunk.model
+        if not hasattr(vit, "blocks") or not hasattr(vit, "patch_embed"):
+            raise ValueError(
+                f"trunk {trunk.info.name!r} is not a ViT (family {trunk.info.family!r}); "
+                "use build_resnet_fpn_backbone for ResNets"
+            )
+        if image_size % PATCH:
+            raise ValueError(f"image_size={image_size} must be a multiple of {PATCH}")
+        self._adapt_trunk(vit, image_size)
+        self.image_size = image_size
+        self.pyramid = SimpleFeaturePyramid(
+            in_channels=vit.embed_dim,
+            out_channels=out_channels,
+            scale_factors=tuple(scale_factors),
+            in_stride=PATCH,
+        )
+        self.out_channels = out_channels
+        self.out_feature_names = list(self.pyramid.names)
+        self.out_feature_strides = dict(zip(self.pyramid.names, self.pyramid.strides))
+        self.num_layers = len(vit.blocks)
+        self._apply_freeze()
+
+    @staticmethod
+    def _adapt_trunk(vit: nn.Module, image_size: int) -> None:
+        proj = vit.patch_embed.proj
+        if tuple(proj.kernel_size) != (PATCH, PATCH):
+            # DINOv2 (patch 14): resample the kernel so the pyramid strides are 4..64.
+            logger.info("resampling patch embedding %s -> %d", tuple(proj.kernel_size), PATCH)
+            new = nn.Conv2d(
+                proj.in_channels,
+                proj.out_channels,
+                kernel_size=PATCH,
+                stride=PATCH,
+                bias=proj.bias is not None,
+            )
+            with torch.no_grad():
+                new.weight.copy_(resample_patch_embed(proj.weight, [PATCH, PATCH]))
+                if proj.bias is not None:
+                    new.bias.copy_(proj.bias)
+            vit.patch_embed.proj = new
+            vit.patch_embed.patch_size = (PATCH, PATCH)
+        grid = image_size // PATCH
+        old_grid = tuple(int(g) for g in vit.patch_embed.grid_size)
+        if vit.pos_embed is not None and old_grid != (grid, grid):
+            with torch.no_grad():
+                pos = resample_abs_pos_embed(
+                    vit.pos_embed.data,
+                    new_size=[grid, grid],
+                    old_size=list(old_grid),
+                    num_prefix_tokens=0 if vit.no_embed_class else vit.num_prefix_tokens,
+                )
+            vit.pos_embed = nn.Parameter(pos, requires_grad=vit.pos_embed.requires_grad)
+        vit.patch_embed.img_size = (image_size, image_size)
+        vit.patch_embed.grid_size = (grid, grid)
+        vit.patch_embed.num_patches = grid * grid
+        # Classifier parts are never used for detection; dropping them keeps every
+        # remaining parameter in the loss (DDP needs that).
+        for name in ("head", "fc_norm"):
+            if sum(p.numel() for p in getattr(vit, name, nn.Identity()).parameters()):
+                setattr(vit, name, nn.Identity())
+        if getattr(vit, "attn_pool", None) is not None:
+            vit.attn_pool = None
+
+    def _tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        vit = self.trunk.model
+        x = vit.patch_embed.proj(x)
+        n, _, h, w = x.shape
+        x = vit.patch_embed.norm(x.flatten(2).transpose(1, 2))
+        prefix = []
+        if getattr(vit, "cls_token", None) is not None:
+            prefix.append(vit.cls_token.expand(n, -1, -1))
+        if getattr(vit, "reg_token", None) is not None:
+            prefix.append(vit.reg_token.expand(n, -1, -1))
+        pos = vit.pos_embed
+        if pos is not None:
+            grid = vit.patch_embed.grid_size
+            n_prefix = 0 if vit.no_embed_class else vit.num_prefix_tokens
+            if (h, w) != tuple(grid):
+                pos = resample_abs_pos_embed(
+                    pos, new_size=[h, w], old_size=list(grid), num_prefix_tokens=n_prefix
+                )
+            if vit.no_embed_class:
+                x = torch.cat([*prefix, x + pos], dim=1)
+            else:
+                x = torch.cat([*prefix, x], dim=1) + pos
+        else:
+            x = torch.cat([*prefix, x], dim=1)
+        return x, h, w
+
+    def forward(self, images: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        """Args:
+            images: N x 3 x H x W, normalised with the trunk's mean/std; H, W multiples of 16.
+
+        Returns:
+            ``OrderedDict`` p2..p6 of N x out_channels x H/stride x W/stride maps.
+        """
+        if images.shape[-2] % PATCH or images.shape[-1] % PATCH:
+            raise ValueError(
+                f"ViT backbone input {tuple(images.shape[-2:])} is not a multiple of {PATCH}"
+            )
+        vit = self.trunk.model
+        x, h, w = self._tokens(images)
+        x = vit.pos_drop(x)
+        x = vit.norm_pre(x)
+        x = vit.blocks(x)
+        x = vit.norm(x)
+        x = x[:, vit.num_prefix_tokens :]
+        x = x.transpose(1, 2).reshape(x.shape[0], -1, h, w)
+        return self.pyramid(x)
+
+    def layer_id(self, name: str) -> int | None:
+        """Depth of a trunk parameter for layer-wise lr decay: 0 for the embeddings,
+        ``i + 1`` for block ``i``, ``num_layers + 1`` for the rest; None outside the trunk.
+
+        Args:
+            name: a parameter name relative to this module (``"trunk.model.blocks.3.mlp..."``).
+        """
+        if not name.startswith("trunk."):
+            return None
+        local = name[len("trunk.model.") :]
+        if local.startswith(("patch_embed.", "pos_embed", "cls_token", "reg_token")):
+            return 0
+        if local.startswith("blocks."):
+            return int(local.split(".")[1]) + 1
+        return self.num_layers + 1
+
+
+def build_vit_backbone(
+    *,
+    trunk: str | nn.Module = "dino",
+    weights: str = "auto",
+    freeze: str = "backbone",
+    image_size: int = 512,
+    out_channels: int = 256,
+    scale_factors: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5),
+    trunk_kwargs: dict[str, Any] | None = None,
+) -> ViTBackbone:
+    """A ViTDet backbone on a zoo ViT.
+
+    Args:
+        trunk: a zoo name (``"mae"``, ``"dino"``, ``"dinov2"``, ``"msn"``, ``"timm:<name>"``)
+            or an already built :class:`astrodet.zoo.Trunk`.
+        weights: ``"auto"``, ``"hub"``, ``"none"`` (random) or a checkpoint path (see
+            :func:`astrodet.zoo.build_trunk`).
+        freeze: ``"backbone"`` (trunk fixed, in eval mode; only the pyramid and heads
+            train) or ``"none"`` (fine-tune everything).
+        image_size: the training input size (a multiple of 16); the position embedding
+            is resampled to its grid.
+        out_channels: channels of every pyramid level.
+        scale_factors: pyramid levels relative to stride 16.
+        trunk_kwargs: architecture arguments for the trunk (e.g. ``embed_dim``, ``depth``,
+            ``num_heads`` for small models trained from scratch).
+    """
+    check_freeze(freeze)
+    if isinstance(trunk, str):
+        from astrodet.zoo import build_trunk
+
+        trunk = build_trunk(trunk, weights=weights, **dict(trunk_kwargs or {}))
+    return ViTBackbone(
+        trunk,
+        freeze=freeze,
+        image_size=image_size,
+        out_channels=out_channels,
+        scale_factors=tuple(scale_factors),
+    )

@@ -1,0 +1,13 @@
+"""Training-loop settings read by tools/train_net.py."""
+
+train = dict(
+    output_dir="output/default",
+    max_iter=90000,
+    eval_period=5000,
+    checkpoint_period=5000,
+    log_period=20,
+    seed=0,
+    device="auto",
+    amp=False,
+    init_checkpoint=None,
+)
