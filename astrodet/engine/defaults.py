@@ -1,0 +1,480 @@
+"""What every training script shares: the command line, run setup (output folder, logging,
+seed, resolved config) and the train / test procedures over a LazyConfig.
+
+A config has the roots ``model``, ``dataloader`` (``train``, ``test``, optional ``evaluator``),
+``optimizer`` (whose ``params`` receives the built model, as in Detectron2), optional
+``lr_multiplier`` (a callable of the training progress in ``[0, 1)``, e.g. an fvcore
+param scheduler) and ``train``: ``output_dir``, ``max_iter``, ``eval_period``,
+``checkpoint_period``, ``log_period``, ``seed``, ``device``, ``amp``, ``init_checkpoint``
+(and optionally ``checkpoint_max_keep``, ``grad_clip``, ``ddp``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import socket
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from astrodet.utils import atomic_write_json, prepare_output_dir, seed_everything
+
+from . import comm, hooks
+from .checkpoint import Checkpointer, unwrap_model
+from .evaluator import inference_on_dataset
+from .events import JSONWriter, TensorboardWriter
+from .train_loop import SimpleTrainer
+
+__all__ = [
+    "METRICS_FILE",
+    "TRAIN_METRICS_FILE",
+    "build_evaluator",
+    "build_model",
+    "check_output_dir",
+    "default_argument_parser",
+    "default_setup",
+    "do_test",
+    "do_train",
+    "load_for_eval",
+    "resolve_device",
+    "setup_logging",
+]
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+TRAIN_METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.yaml"
+
+
+# --------------------------------------------------------------------------- command line
+def default_argument_parser(description: str | None = None) -> argparse.ArgumentParser:
+    """Detectron2's training command line: ``--config-file``, ``--eval-only``, ``--resume``,
+    ``--overwrite``, ``--num-gpus``, ``--num-machines``, ``--machine-rank``, ``--dist-url`` and
+    ``KEY=VALUE`` config overrides (parse with ``parse_intermixed_args`` so flags may follow
+    the overrides)."""
+    parser = argparse.ArgumentParser(
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "Examples:\n"
+            "  train_net.py --config-file configs/synthetic_vitdet.py train.max_iter=100\n"
+            "  train_net.py --config-file CFG --resume            # continue the last checkpoint\n"
+            "  train_net.py --config-file CFG --eval-only         # evaluate the last checkpoint\n"
+            "  train_net.py --config-file CFG --num-gpus 2        # DDP on this machine\n"
+            "  torchrun --nproc_per_node 2 train_net.py --config-file CFG\n"
+        ),
+    )
+    parser.add_argument(
+        "--config-file", required=True, metavar="FILE", help="a LazyConfig .py or .yaml"
+    )
+    parser.add_argument("--eval-only", action="store_true", help="only evaluate a checkpoint")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the last checkpoint in train.output_dir",
+    )
+    group.add_argument(
+        "--overwrite", action="store_true", help="delete an existing train.output_dir first"
+    )
+    parser.add_argument(
+        "--num-gpus",
+        type=int,
+        default=1,
+        help="processes per machine (GPUs; CPU processes with gloo)",
+    )
+    parser.add_argument("--num-machines", type=int, default=1, help="machines in the job")
+    parser.add_argument("--machine-rank", type=int, default=0, help="this machine's index")
+    parser.add_argument(
+        "--dist-url",
+        default="auto",
+        help="rendezvous URL for multi-machine jobs, e.g. tcp://host:port (default: a free local port)",
+    )
+    parser.add_argument(
+        "opts",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. train.max_iter=100 model.backbone.freeze=none",
+    )
+    return parser
+
+
+# --------------------------------------------------------------------------- setup
+def setup_logging(output_dir: str | os.PathLike | None = None) -> None:
+    """INFO to stderr (and ``output_dir/log.txt``) on the main process, warnings elsewhere."""
+    root = logging.getLogger()
+    main = comm.is_main_process()
+    level = logging.INFO if main else logging.WARNING
+    fmt = logging.Formatter(
+        f"[%(asctime)s %(name)s{'' if main else f' rank{comm.get_rank()}'}] %(levelname)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for h in list(root.handlers):
+        if getattr(h, "_astrodet", False):
+            root.removeHandler(h)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if main and output_dir is not None:
+        handlers.append(logging.FileHandler(Path(output_dir) / "log.txt"))
+    for h in handlers:
+        h.setFormatter(fmt)
+        h._astrodet = True
+        root.addHandler(h)
+    root.setLevel(level)
+
+
+def _cfg_get(node: Any, key: str, default: Any = None) -> Any:
+    if node is None:
+        return default
+    if isinstance(node, DictConfig | Mapping):
+        return node.get(key, default) if key in node else default
+    return getattr(node, key, default)
+
+
+def _environment() -> str:
+    import torchvision
+
+    lines = [
+        f"python {platform.python_version()} on {platform.platform()} ({socket.gethostname()})",
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}",
+        f"CUDA available: {torch.cuda.is_available()}"
+        + (
+            f", {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+            if torch.cuda.is_available()
+            else ""
+        ),
+        f"processes: {comm.get_world_size()}, CPU threads per process: {torch.get_num_threads()}",
+    ]
+    return "\n  ".join(lines)
+
+
+def check_output_dir(cfg: DictConfig, args: argparse.Namespace) -> Path:
+    """``train.output_dir``, checked: an existing non-empty folder is refused unless
+    ``--resume``, ``--overwrite`` or ``--eval-only``. Changes nothing on disk.
+
+    Raises:
+        KeyError: ``train.output_dir`` is not set.
+        FileExistsError: the folder exists, is not empty, and no flag allows it.
+    """
+    output_dir = _cfg_get(cfg.train, "output_dir")
+    if not output_dir:
+        raise KeyError("train.output_dir is not set; give train.output_dir=DIR")
+    output_dir = Path(output_dir)
+    allowed = any(getattr(args, k, False) for k in ("resume", "overwrite", "eval_only"))
+    if not allowed and output_dir.exists() and any(output_dir.iterdir()):
+        prepare_output_dir(output_dir, overwrite=False, resume=False)  # raises FileExistsError
+    return output_dir
+
+
+def default_setup(cfg: DictConfig, args: argparse.Namespace) -> Path:
+    """Prepare a run: output folder, logging, environment report, seed, resolved config.
+
+    The output folder (``train.output_dir``) is refused when it exists and is not empty,
+    unless ``--resume`` or ``--overwrite`` (``--eval-only`` writes next to the checkpoints it
+    evaluates). The seed ``train.seed`` (negative or None: drawn at random) is applied
+    (+ rank) and recorded; the config goes to ``config.yaml``.
+
+    Args:
+        cfg: the loaded and overridden config (``train.seed`` may be filled in).
+        args: parsed :func:`default_argument_parser` arguments.
+
+    Returns:
+        the output folder.
+    """
+    # every rank checks before the barrier, so a refusal stops all of them
+    output_dir = check_output_dir(cfg, args)
+    resume = bool(getattr(args, "resume", False) or getattr(args, "eval_only", False))
+    overwrite = bool(getattr(args, "overwrite", False))
+    comm.synchronize()
+    if comm.is_main_process():
+        prepare_output_dir(output_dir, overwrite=overwrite, resume=resume)
+    comm.synchronize()
+    setup_logging(output_dir)
+
+    seed = _cfg_get(cfg.train, "seed")
+    if seed is None or int(seed) < 0:
+        seed = int.from_bytes(os.urandom(4), "little") >> 1
+        seed = comm.all_gather_object(seed)[0]
+        cfg.train.seed = seed
+    seed_everything(int(seed) + comm.get_rank())
+
+    logger.info("environment:\n  %s", _environment())
+    logger.info("command line: %s", " ".join(sys.argv))
+    logger.info("seed %d (+ rank), output folder %s", int(seed), output_dir)
+    if comm.is_main_process():
+        from astrodet.config import LazyConfig
+
+        config_path = output_dir / CONFIG_FILE
+        if getattr(args, "eval_only", False) and config_path.exists():
+            config_path = output_dir / "config_eval.yaml"
+        LazyConfig.save(cfg, config_path)
+        logger.info("resolved config written to %s", config_path)
+    return output_dir
+
+
+# --------------------------------------------------------------------------- building
+def resolve_device(name: str | None = None) -> torch.device:
+    """``train.device`` as a device for this process: ``"cuda"`` becomes ``cuda:<local rank>``;
+    None or ``"auto"`` picks CUDA where available.
+
+    Raises:
+        RuntimeError: CUDA asked for but not available.
+    """
+    name = (name or "auto").lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                f"train.device={name} but no CUDA device is available; use train.device=cpu"
+            )
+        if name == "cuda":
+            return torch.device("cuda", comm.get_local_rank())
+    return torch.device(name)
+
+
+def _amp_enabled(cfg: DictConfig) -> bool:
+    amp = _cfg_get(cfg.train, "amp", False)
+    return bool(_cfg_get(amp, "enabled", False) if isinstance(amp, DictConfig | Mapping) else amp)
+
+
+def _instantiate_with(node: Any, **overrides: Any) -> Any:
+    """Instantiate a ``_target_`` node with some arguments given as built objects (so large
+    lists such as dataset dicts never go through omegaconf)."""
+    from astrodet.config import instantiate, locate
+
+    target = node["_target_"]
+    if isinstance(target, str):
+        target = locate(target)
+    kwargs = {
+        k: instantiate(node[k]) for k in node.keys() if k != "_target_" and k not in overrides
+    }
+    kwargs.update(overrides)
+    return target(**kwargs)
+
+
+def _thing_classes(dataset_cfg: Any) -> list[str] | None:
+    """Class names from the json file the test dataset node reads (ordered by category id)."""
+    json_file = _cfg_get(dataset_cfg, "json_file")
+    if not json_file or not Path(json_file).is_file():
+        return None
+    import json
+
+    with open(json_file) as f:
+        cats = json.load(f).get("categories", [])
+    return [c["name"] for c in sorted(cats, key=lambda c: c["id"])] or None
+
+
+def build_evaluator(cfg: DictConfig, dataset: list[dict], output_dir: str | os.PathLike):
+    """The evaluator for ``dataset`` (the test dicts): ``dataloader.evaluator`` when the
+    config has one (its ``output_dir`` set to the run's, and the dicts given unless it names
+    a dataset), else a :class:`~astrodet.evaluation.COCOEvaluator`."""
+    from astrodet.evaluation import COCOEvaluator
+
+    dl = cfg.dataloader
+    ev_cfg = dl.get("evaluator") if "evaluator" in dl else None
+    overrides: dict[str, Any] = {"output_dir": str(output_dir)}
+    if ev_cfg is None:
+        return COCOEvaluator(
+            dataset=dataset,
+            thing_classes=_thing_classes(dl.test.get("dataset")),
+            output_dir=output_dir,
+        )
+    # the test dicts are already loaded: hand them over instead of loading the json again
+    # (configs point the evaluator's dataset at the test loader's with an interpolation)
+    has_name = _cfg_get(ev_cfg, "dataset_name") is not None
+    if "dataset" in ev_cfg:
+        if OmegaConf.is_interpolation(ev_cfg, "dataset") or ev_cfg.get("dataset") is None:
+            overrides["dataset"] = dataset
+    elif not has_name:
+        overrides["dataset"] = dataset
+    if not has_name and _cfg_get(ev_cfg, "thing_classes") is None:
+        overrides["thing_classes"] = _thing_classes(dl.test.get("dataset"))
+    return _instantiate_with(ev_cfg, **overrides)
+
+
+def do_test(cfg: DictConfig, model: torch.nn.Module) -> dict[str, float]:
+    """Evaluate ``model`` on ``dataloader.test``; writes ``metrics.json`` (flat
+    ``bbox/AP``, ``bbox/AP50``, ``bbox/AP75``, per-category ``bbox/AP50-<class>``...) and the
+    evaluator's ``coco_instances_results.json`` into ``train.output_dir``.
+
+    Returns:
+        the flat metrics on the main process (``{}`` elsewhere).
+    """
+    from astrodet.config import instantiate
+    from astrodet.evaluation import flatten_metrics, metrics_to_json
+
+    output_dir = Path(cfg.train.output_dir)
+    loader = instantiate(cfg.dataloader.test)
+    dicts = getattr(loader.dataset, "dicts", None)
+    if dicts is None:
+        raise TypeError("dataloader.test must build a loader over a DetectionDataset")
+    evaluator = build_evaluator(cfg, dicts, output_dir)
+    device = next(unwrap_model(model).parameters()).device
+    results = inference_on_dataset(model, loader, evaluator, device=device, amp=_amp_enabled(cfg))
+    flat = flatten_metrics(results) if results else {}
+    if comm.is_main_process() and flat:
+        atomic_write_json(output_dir / METRICS_FILE, metrics_to_json(flat))
+        logger.info("wrote %s", output_dir / METRICS_FILE)
+    return flat
+
+
+def build_model(cfg: DictConfig, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """Instantiate ``cfg.model`` on ``device`` and log its trainable/frozen parameter counts."""
+    from astrodet.config import instantiate
+    from astrodet.modeling import count_parameters
+
+    model = instantiate(cfg.model)
+    model.to(device)
+    counts = count_parameters(model)
+    logger.info(
+        "model %s: %s trainable, %s frozen parameters",
+        type(model).__name__,
+        f"{counts['trainable']:,}",
+        f"{counts['frozen']:,}",
+    )
+    return model
+
+
+def _build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    # Detectron2's convention: optimizer.params is a lazy call that receives the model
+    params = _cfg_get(cfg.optimizer, "params")
+    if isinstance(params, DictConfig) and "_target_" in params:
+        built = _instantiate_with(params, model=model)
+    else:
+        built = [p for p in model.parameters() if p.requires_grad]
+    return _instantiate_with(cfg.optimizer, params=built)
+
+
+def _build_scheduler(cfg: DictConfig, optimizer, max_iter: int) -> hooks.LRMultiplier:
+    from astrodet.config import instantiate
+
+    multiplier = instantiate(cfg.lr_multiplier) if cfg.get("lr_multiplier") is not None else None
+    if multiplier is None:
+        multiplier = _constant_one
+    if not callable(multiplier):
+        raise TypeError(f"lr_multiplier must build a callable of the progress, got {multiplier!r}")
+    return hooks.LRMultiplier(optimizer, multiplier, max_iter)
+
+
+def _constant_one(where: float) -> float:
+    return 1.0
+
+
+def _create_ddp_model(model: torch.nn.Module, cfg: DictConfig, device: torch.device):
+    if comm.get_world_size() == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ddp = _cfg_get(cfg.train, "ddp", {}) or {}
+    kwargs = {
+        "find_unused_parameters": bool(_cfg_get(ddp, "find_unused_parameters", False)),
+        "broadcast_buffers": bool(_cfg_get(ddp, "broadcast_buffers", False)),
+    }
+    if device.type == "cuda":
+        kwargs["device_ids"] = [device.index]
+    return DistributedDataParallel(model, **kwargs)
+
+
+def load_for_eval(cfg: DictConfig, model: torch.nn.Module) -> Path:
+    """Load the weights ``--eval-only`` evaluates: ``train.init_checkpoint`` if set, else the
+    last checkpoint in ``train.output_dir``.
+
+    Raises:
+        FileNotFoundError: neither exists (never evaluates untrained weights silently).
+    """
+    ckpt = Checkpointer(model, cfg.train.output_dir)
+    path = _cfg_get(cfg.train, "init_checkpoint") or ckpt.get_checkpoint_file()
+    if not path:
+        raise FileNotFoundError(
+            f"--eval-only: train.init_checkpoint is not set and {cfg.train.output_dir} holds "
+            "no checkpoint (no 'last_checkpoint' file)"
+        )
+    ckpt.load(path, checkpointables=False)
+    return Path(path)
+
+
+def do_train(cfg: DictConfig, *, resume: bool = False) -> dict[str, float]:
+    """Train ``cfg.model`` on ``dataloader.train`` for ``train.max_iter`` iterations with
+    periodic checkpoints and evaluations, then a final evaluation.
+
+    With ``resume`` and a checkpoint in ``train.output_dir``, continues from it: the same
+    iteration, weights, optimizer, lr schedule, data position and RNG states. Otherwise
+    starts from ``train.init_checkpoint`` weights when set.
+
+    Returns:
+        the final flat metrics (main process; ``{}`` elsewhere).
+    """
+    from astrodet.config import instantiate
+
+    t = cfg.train
+    device = resolve_device(_cfg_get(t, "device"))
+    output_dir = Path(t.output_dir)
+    max_iter = int(t.max_iter)
+    # data first: a missing json or image fails before any model is built
+    train_loader = instantiate(cfg.dataloader.train)
+    model = build_model(cfg, device)
+    optimizer = _build_optimizer(cfg, model)
+    ddp_model = _create_ddp_model(model, cfg, device)
+    trainer = SimpleTrainer(
+        ddp_model,
+        train_loader,
+        optimizer,
+        device=device,
+        amp=_amp_enabled(cfg),
+        grad_clip=_cfg_get(t, "grad_clip"),
+    )
+    scheduler = _build_scheduler(cfg, optimizer, max_iter)
+    checkpointer = Checkpointer(
+        model,
+        output_dir,
+        max_to_keep=_cfg_get(t, "checkpoint_max_keep"),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        trainer=trainer,
+    )
+    start_iter = checkpointer.resume_or_load(_cfg_get(t, "init_checkpoint"), resume=resume)
+    final: dict[str, float] = {}
+
+    def evaluate() -> dict[str, float]:
+        # evaluation must not shift the training run's random stream
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            final.clear()
+            final.update(do_test(cfg, ddp_model))
+        return final
+
+    main = comm.is_main_process()
+    writers = []
+    if main:
+        writers = [JSONWriter(output_dir / TRAIN_METRICS_FILE)]
+        writers[0].truncate_after(start_iter)
+        writers.append(
+            TensorboardWriter(output_dir, purge_step=start_iter + 1 if start_iter else None)
+        )
+    trainer.register_hooks(
+        [
+            hooks.IterationTimer(),
+            hooks.LRScheduler(scheduler, optimizer),
+            hooks.PeriodicCheckpointer(checkpointer, _cfg_get(t, "checkpoint_period", 0)),
+            hooks.EvalHook(_cfg_get(t, "eval_period", 0), evaluate),
+            hooks.PeriodicWriter(writers, period=_cfg_get(t, "log_period", 20)) if main else None,
+            hooks.ProgressBar() if main else None,
+        ]
+    )
+    if start_iter >= max_iter:
+        # e.g. a run killed during its final evaluation: evaluate what was trained
+        logger.info(
+            "checkpoint is at iteration %d >= train.max_iter=%d: evaluating only",
+            start_iter,
+            max_iter,
+        )
+        return evaluate()
+    trainer.train(start_iter, max_iter)
+    return final

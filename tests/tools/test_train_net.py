@@ -1,0 +1,309 @@
+"""tools/train_net.py end to end on a tiny simulated sky: outputs, eval-only, exact resume,
+kill-and-resume, DDP with two CPU processes, and clear errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+TRAIN_NET = REPO / "tools" / "train_net.py"
+
+TINY_CONFIG = '''
+"""A tiny from-scratch ViTDet on 64 px simulated fields, built from the common pieces."""
+from pathlib import Path
+
+from .common.data._coco import coco_dataloader
+from .common.models.vitdet import model
+from .common.optim import AdamW as optimizer
+from .common.schedule import lr_multiplier
+from .common.train import train
+
+dataloader = coco_dataloader(folder=Path({data!r}), name="tinysky", image_size=64, stretch="zscale")
+dataloader["train"].total_batch_size = 2
+dataloader["train"].num_workers = 0
+dataloader["test"].num_workers = 0
+
+model.image_size = 64
+model.backbone.weights = "none"
+model.backbone.freeze = "none"
+model.backbone.out_channels = 16
+model.backbone.trunk_kwargs = dict(embed_dim=32, depth=1, num_heads=2)
+model.anchor_sizes = ((4,), (8,), (16,), (32,), (64,))
+model.aspect_ratios = (1.0,)
+model.rpn_pre_nms_top_n_train = 200
+model.rpn_post_nms_top_n_train = 100
+model.rpn_pre_nms_top_n_test = 100
+model.rpn_post_nms_top_n_test = 50
+model.rpn_batch_size_per_image = 64
+model.box_batch_size_per_image = 64
+model.representation_size = 32
+
+optimizer.lr = 1e-3
+lr_multiplier.warmup_fraction = 0.0
+
+train.max_iter = 6
+train.eval_period = 4
+train.checkpoint_period = 3
+train.log_period = 1
+train.device = "cpu"
+train.output_dir = "unused"
+'''
+
+
+def _write_split(folder: Path, n: int, seed: int) -> None:
+    from astrodet.data.coco import save_coco_json
+    from astrodet.data.synthetic import SKY_CLASSES, generate_sky
+
+    images, dicts = generate_sky(n, seed=seed, size=64, mean_compact=4.0, mean_extended=0.0)
+    (folder / "images").mkdir(parents=True)
+    out = []
+    for img, d in zip(images, dicts):
+        name = f"{d['image_id']:04d}.npy"
+        np.save(folder / "images" / name, img)
+        out.append({k: v for k, v in d.items() if k != "info"} | {"file_name": name})
+    save_coco_json(folder / "annotations.json", out, SKY_CLASSES)
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> Path:
+    """A tiny config file next to a link to the real configs/common."""
+    root = tmp_path_factory.mktemp("train_net")
+    _write_split(root / "data" / "train", 8, seed=1)
+    _write_split(root / "data" / "test", 4, seed=2)
+    (root / "configs").mkdir()
+    (root / "configs" / "common").symlink_to(REPO / "configs" / "common")
+    path = root / "configs" / "tiny.py"
+    path.write_text(TINY_CONFIG.format(data=str(root / "data")))
+    return path
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _cmd(config: Path, out: Path, *args: str) -> list[str]:
+    return [sys.executable, str(TRAIN_NET), "--config-file", str(config), *args,
+            f"train.output_dir={out}"]  # fmt: skip
+
+
+def _run(config: Path, out: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        _cmd(config, out, *args), env=_env(), capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def _run_here(config: Path, out: Path, *args: str) -> None:
+    """Run the script's ``cli`` in this process (no interpreter start-up)."""
+    assert _cli()(["--config-file", str(config), *args, f"train.output_dir={out}"]) == 0
+
+
+@pytest.fixture(autouse=True)
+def _quiet_single_thread():
+    """One intra-op thread (as the subprocesses get) and no log handlers left behind."""
+    import logging
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_astrodet", False):
+            root.removeHandler(h)
+            h.close()
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _loss_iterations(out: Path) -> list[int]:
+    return [r["iteration"] for r in _records(out) if "total_loss" in r]
+
+
+def _ckpt(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def trained(config, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    _run(config, out)
+    return out
+
+
+def test_outputs(trained):
+    out = trained
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("bbox/AP", "bbox/AP50", "bbox/AP75", "bbox/AP50-source"):
+        assert key in metrics
+        assert metrics[key] is None or 0.0 <= metrics[key] <= 1.0
+    results = json.loads((out / "coco_instances_results.json").read_text())
+    assert isinstance(results, list)
+    for r in results[:5]:
+        assert set(r) >= {"image_id", "category_id", "bbox", "score"} and len(r["bbox"]) == 4
+
+    from astrodet.config import LazyConfig
+
+    cfg = LazyConfig.load(out / "config.yaml")
+    assert cfg.train.max_iter == 6 and cfg.train.output_dir == str(out)
+    assert cfg.model.backbone.trunk_kwargs.embed_dim == 32
+
+    assert _loss_iterations(out) == [1, 2, 3, 4, 5, 6]
+    recs = _records(out)
+    assert all(np.isfinite(r["total_loss"]) and r["lr"] > 0 for r in recs if "total_loss" in r)
+    assert [r["iteration"] for r in recs if "bbox/AP50" in r] == [4, 6]  # periodic + final eval
+    assert _ckpt(out / "model_0000003.pth")["iteration"] == 3
+    final = _ckpt(out / "model_final.pth")
+    assert final["iteration"] == 6 and final["trainer"]["data_loader"]["batches"] == 6
+    assert (out / "last_checkpoint").read_text().strip() == "model_final.pth"
+    assert list(out.glob("events.out.tfevents.*"))
+    log = (out / "log.txt").read_text()
+    assert "trainable" in log and "frozen" in log and "seed 0" in log
+
+
+def test_eval_only_reproduces_final_metrics(config, trained):
+    before = json.loads((trained / "metrics.json").read_text())
+    (trained / "metrics.json").unlink()
+    _run_here(config, trained, "--eval-only")
+    assert json.loads((trained / "metrics.json").read_text()) == before
+    assert (trained / "config_eval.yaml").exists()
+
+
+def test_resume_equals_uninterrupted_run(config, trained, tmp_path):
+    """3 iterations, a checkpoint, 3 more after --resume == 6 straight: same losses, weights."""
+    out = tmp_path / "resumed"
+    out.mkdir()
+    shutil.copy(trained / "model_0000003.pth", out)
+    (out / "last_checkpoint").write_text("model_0000003.pth\n")
+    _run_here(config, out, "--resume")
+    assert _loss_iterations(out) == [4, 5, 6]
+    straight = {r["iteration"]: r for r in _records(trained) if "total_loss" in r}
+    for r in _records(out):
+        if "total_loss" in r:
+            assert r["total_loss"] == pytest.approx(
+                straight[r["iteration"]]["total_loss"], rel=1e-5
+            )
+    a, b = _ckpt(trained / "model_final.pth"), _ckpt(out / "model_final.pth")
+    assert b["iteration"] == 6
+    for name, tensor in a["model"].items():
+        torch.testing.assert_close(b["model"][name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_kill_and_resume_continues(config, tmp_path):
+    out = tmp_path / "killed"
+    args = ("train.max_iter=40", "train.checkpoint_period=2", "train.eval_period=0")
+    proc = subprocess.Popen(
+        _cmd(config, out, *args), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.time() + 240
+    while not (out / "model_0000004.pth").exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-4000:]
+        assert time.time() < deadline, "no checkpoint within 240 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = _ckpt(out / (out / "last_checkpoint").read_text().strip())["iteration"]
+    assert 4 <= killed_at < 40
+
+    _run(config, out, "--resume", *args)
+    assert _loss_iterations(out) == list(range(1, 41))  # continued, not restarted
+    final = _ckpt(out / "model_final.pth")
+    assert final["iteration"] == 40
+    # Adam's per-parameter step counts carried over: the optimizer state was restored
+    assert {int(s["step"]) for s in final["optimizer"]["state"].values()} == {40}
+    assert "bbox/AP50" in json.loads((out / "metrics.json").read_text())
+
+
+def test_ddp_two_cpu_processes(config, tmp_path):
+    out = tmp_path / "ddp"
+    _run(config, out, "--num-gpus", "2", "train.max_iter=2", "train.eval_period=0")
+    assert _loss_iterations(out) == [1, 2]
+    final = _ckpt(out / "model_final.pth")
+    assert final["iteration"] == 2 and len(final["rng"]) == 2  # both ranks' RNG states
+    assert "processes: 2" in (out / "log.txt").read_text()
+    assert "bbox/AP50" in json.loads((out / "metrics.json").read_text())
+
+
+# ----------------------------------------------------------------------------- clear errors
+def _cli():
+    spec = importlib.util.spec_from_file_location("train_net_under_test", TRAIN_NET)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.cli
+
+
+def _fails(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as e:
+        _cli()(argv)
+    assert e.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_refuses_existing_output_dir(config, tmp_path, capsys):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "something").write_text("x")
+    err = _fails(capsys, ["--config-file", str(config), f"train.output_dir={out}"])
+    assert "exists and is not empty" in err and "--resume" in err
+    assert (out / "something").exists()
+
+
+def test_unknown_config_key(config, tmp_path, capsys):
+    err = _fails(capsys, ["--config-file", str(config), "train.max_iters=5"])
+    assert "train.max_iters" in err and "does not exist" in err
+
+
+def test_missing_json_is_named(config, tmp_path, capsys):
+    missing = tmp_path / "nowhere" / "annotations.json"
+    err = _fails(
+        capsys,
+        [
+            "--config-file",
+            str(config),
+            f"train.output_dir={tmp_path / 'out'}",
+            f"dataloader.train.dataset.json_file={missing}",
+        ],
+    )
+    assert str(missing) in err
+
+
+def test_eval_only_without_checkpoint(config, tmp_path, capsys):
+    err = _fails(
+        capsys, ["--config-file", str(config), "--eval-only", f"train.output_dir={tmp_path / 'e'}"]
+    )
+    assert "no checkpoint" in err
+
+
+def test_image_size_mismatch_is_named(config, tmp_path):
+    data = config.parent.parent / "data" / "train"
+    bad = tmp_path / "bad"
+    shutil.copytree(data, bad)
+    np.save(bad / "images" / "0003.npy", np.zeros((60, 64), np.float32))
+    with pytest.raises(ValueError, match=r"0003\.npy is 60x64 .* say 64x64"):
+        _cli()(
+            [
+                "--config-file",
+                str(config),
+                f"train.output_dir={tmp_path / 'out'}",
+                f"dataloader.train.dataset.json_file={bad / 'annotations.json'}",
+                f"dataloader.train.dataset.image_root={bad / 'images'}",
+                "dataloader.train.fraction=1.0",
+            ]
+        )
