@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml setup.py
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) tools/demo.py --output output/demo $(if $(MODELS),--models $(MODELS),)
+	$(PY) tools/demo.py --output output/demo --overwrite $(if $(MODELS),--models $(MODELS),)
 
 test: $(STAMP)
 	$(PY) -m ruff format --check .
