@@ -1,0 +1,513 @@
+"""Frozen features of a zoo trunk on a probe data set, cached on disk.
+
+``python -m probe.features --model dino --dataset gmnist`` extracts the trunk's probe
+feature (``Trunk.features``: CLS token, mean of patch tokens or average pool) for the
+train and test splits and stores them in the feature cache, where ``probe.linear`` and
+``probe.umap`` find them.
+
+Cache: ``--cache-dir``, else ``$ASTRODET_CACHE``, else ``datasets_root()/cache`` (by default
+``datasets/cache``, ignored by git like the data); files live under
+``<cache>/features/<model>/<dataset>/``.
+A file is keyed by the model, its weights (sha256 of the checkpoint file, ``none``, or the
+hub id), the model kwargs and feature kind, the data set (its split, label scheme, subset
+and a fingerprint of its entries) and the preprocessing (image size, stretch, crop). A run
+with the same key reads the file; a changed key computes a new one; a file that cannot be
+read, has the wrong shape or fails its checksum is reported and recomputed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from astrodet.utils import atomic_write_bytes, datasets_root
+
+from .datasets import (
+    AUTO,
+    LABEL_SCHEMES,
+    ProbeSplit,
+    check_dataset,
+    check_model,
+    load_split,
+    prepare_image,
+    resolve_stretch,
+    stack_images,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CACHE_VERSION",
+    "add_feature_args",
+    "cache_root",
+    "extract_features",
+    "extract_splits",
+    "feature_options",
+    "main",
+    "resolve_device",
+]
+
+CACHE_VERSION = 1
+_HASHES: dict[tuple, str] = {}
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The feature cache folder: ``cache_dir``, ``$ASTRODET_CACHE`` or ``datasets_root()/cache``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("ASTRODET_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return datasets_root().expanduser() / "cache"
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU."""
+    if str(device) == AUTO:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) within the process."""
+    path = Path(path)
+    st = path.stat()
+    memo = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if memo not in _HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _HASHES[memo] = h.hexdigest()
+    return _HASHES[memo]
+
+
+def _weights_id(source: str) -> str:
+    """Cache identity of a weights source: ``none``, ``hub:...`` or ``sha256:<file hash>``."""
+    source = str(source)
+    if source == "none" or not Path(source).is_file():
+        return source
+    return "sha256:" + file_sha256(source)
+
+
+def _fingerprint(split: ProbeSplit) -> str:
+    """A hash of the split's entries: ids, labels, file names, and pixels held in memory."""
+    h = hashlib.sha256()
+    for d, label in zip(split.dicts, split.labels):
+        h.update(f"{d.get('image_id')}|{int(label)}|{d.get('file_name', '')}|".encode())
+        if "image" in d:
+            image = np.ascontiguousarray(d["image"])
+            h.update(f"{image.shape}{image.dtype}".encode())
+            h.update(image.tobytes())
+    return h.hexdigest()
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+class _TrunkHolder:
+    """Builds the trunk at most once, and only when a split is not cached."""
+
+    def __init__(self, model: str, weights: str, feature: str | None, model_kwargs: dict):
+        self.model, self.weights, self.feature, self.model_kwargs = (
+            model,
+            weights,
+            feature,
+            model_kwargs,
+        )
+        self._trunk = None
+
+    def get(self):
+        if self._trunk is None:
+            from astrodet.zoo import build_trunk
+
+            self._trunk = build_trunk(
+                self.model, weights=self.weights, feature=self.feature, **self.model_kwargs
+            )
+        return self._trunk
+
+    def weights_id(self) -> str:
+        w = str(self.weights)
+        if w == "none":
+            return "none"
+        if w not in (AUTO, "hub"):
+            if not Path(w).is_file():
+                raise FileNotFoundError(f"weights file {w} not found")
+            return "sha256:" + file_sha256(w)
+        return _weights_id(self.get().weights_source)
+
+
+def _effective_kwargs(model: str, image_size: int, model_kwargs: dict | None) -> dict:
+    from astrodet.zoo import get_model_info
+
+    kwargs = dict(model_kwargs or {})
+    info = get_model_info(model)
+    # A timm ViT is built for one input size; build it for the size the images have.
+    if info.family == "vit" and "img_size" not in kwargs and image_size != info.input_size:
+        kwargs["img_size"] = image_size
+    return kwargs
+
+
+def _load_cached(path: Path, key: dict, labels: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """Read a cache file; returns (features, None) or (None, reason it is unusable)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            features, cached_labels = z["features"], z["labels"]
+            meta = json.loads(bytes(z["meta"]).decode("utf-8"))
+    except Exception as e:  # any unreadable file is a cache miss, reported below
+        return None, f"unreadable ({type(e).__name__}: {e})"
+    if meta.get("key") != key:
+        return None, "its key differs from the file name's"
+    if features.dtype != np.float32 or features.ndim != 2:
+        return None, f"features have dtype {features.dtype} and {features.ndim} dimensions"
+    if features.shape != (len(labels), meta.get("feature_dim")):
+        return None, (
+            f"features have shape {features.shape}, expected "
+            f"({len(labels)}, {meta.get('feature_dim')})"
+        )
+    if not np.array_equal(cached_labels, labels):
+        return None, "its labels differ from the data set's"
+    if meta.get("sha256") != _checksum(features, cached_labels):
+        return None, "checksum mismatch"
+    if not np.isfinite(features).all():
+        return None, "non-finite features"
+    return features, None
+
+
+def _checksum(features: np.ndarray, labels: np.ndarray) -> str:
+    h = hashlib.sha256(np.ascontiguousarray(features).tobytes())
+    h.update(np.ascontiguousarray(labels).tobytes())
+    return h.hexdigest()
+
+
+def _save_cache(path: Path, key: dict, features: np.ndarray, labels: np.ndarray) -> None:
+    meta = {
+        "key": key,
+        "feature_dim": int(features.shape[1]),
+        "sha256": _checksum(features, labels),
+    }
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        features=features,
+        labels=labels,
+        meta=np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8),
+    )
+    atomic_write_bytes(path, buf.getvalue())
+
+
+class _Images(torch.utils.data.Dataset):
+    def __init__(self, dicts, **prep):
+        self.dicts, self.prep = dicts, prep
+
+    def __len__(self):
+        return len(self.dicts)
+
+    def __getitem__(self, i):
+        return prepare_image(self.dicts[i], **self.prep)
+
+
+@torch.inference_mode()
+def _compute(trunk, split: ProbeSplit, *, prep: dict, batch_size, device, num_workers, desc):
+    trunk = trunk.to(device).eval()
+    loader = torch.utils.data.DataLoader(
+        _Images(split.dicts, **prep),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=stack_images,
+    )
+    out = []
+    for batch in tqdm(loader, desc=desc, unit="batch", leave=False):
+        out.append(trunk.features(batch.to(device)).float().cpu().numpy())
+    features = np.concatenate(out).astype(np.float32, copy=False)
+    if not np.isfinite(features).all():
+        raise RuntimeError(f"{desc}: the trunk returned non-finite features")
+    return features
+
+
+def extract_splits(
+    *,
+    model: str,
+    dataset: str,
+    splits: tuple[str, ...] = ("train", "test"),
+    weights: str = AUTO,
+    image_size: int = 224,
+    stretch: str | None = AUTO,
+    feature: str | None = None,
+    batch_size: int = 64,
+    device: str = AUTO,
+    cache_dir: str | os.PathLike | None = None,
+    model_kwargs: dict | None = None,
+    label_scheme: str | None = None,
+    limit: int | None = None,
+    center_crop: int | None = None,
+    num_workers: int = 0,
+    use_cache: bool = True,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Features of several splits, building the trunk at most once.
+
+    Same arguments as :func:`extract_features`, with ``splits`` instead of ``split``.
+
+    Returns:
+        ``{split: (features float32 (N, D), labels int64 (N,))}``.
+    """
+    check_model(model)
+    check_dataset(dataset)
+    stretch = resolve_stretch(dataset, stretch)
+    kwargs = _effective_kwargs(model, image_size, model_kwargs)
+    holder = _TrunkHolder(model, weights, feature, kwargs)
+    weights_id = holder.weights_id()
+    prep = {"stretch": stretch, "image_size": int(image_size), "center_crop": center_crop}
+    dev = resolve_device(device)
+    out = {}
+    for split_name in splits:
+        split = load_split(dataset, split_name, label_scheme=label_scheme, limit=limit)
+        key = {
+            "version": CACHE_VERSION,
+            "model": model,
+            "weights": weights_id,
+            "feature": feature,
+            "model_kwargs": json.loads(json.dumps(kwargs, sort_keys=True)),
+            "dataset": dataset,
+            "split": split_name,
+            "label_scheme": label_scheme,
+            "limit": limit,
+            "n": len(split.labels),
+            "fingerprint": _fingerprint(split),
+            **prep,
+        }
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+        path = cache_root(cache_dir) / "features" / _safe(model) / _safe(dataset)
+        path = path / f"{split_name}-{digest}.npz"
+        features = None
+        if use_cache and path.exists():
+            features, problem = _load_cached(path, key, split.labels)
+            if problem is None:
+                logger.info("read cached features %s", path)
+            else:
+                logger.warning("feature cache file %s is corrupted: %s; recomputing", path, problem)
+        if features is None:
+            features = _compute(
+                holder.get(),
+                split,
+                prep=prep,
+                batch_size=batch_size,
+                device=dev,
+                num_workers=num_workers,
+                desc=f"{model} {dataset}_{split_name}",
+            )
+            if use_cache:
+                _save_cache(path, key, features, split.labels)
+                logger.info("wrote %s %s", path, features.shape)
+        out[split_name] = (features, split.labels.copy())
+    return out
+
+
+def extract_features(
+    *,
+    model: str,
+    dataset: str,
+    split: str,
+    weights: str = AUTO,
+    image_size: int = 224,
+    stretch: str | None = AUTO,
+    feature: str | None = None,
+    batch_size: int = 64,
+    device: str = AUTO,
+    cache_dir: str | os.PathLike | None = None,
+    model_kwargs: dict | None = None,
+    label_scheme: str | None = None,
+    limit: int | None = None,
+    center_crop: int | None = None,
+    num_workers: int = 0,
+    use_cache: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frozen probe features of one split, read from the cache or computed and cached.
+
+    Args:
+        model: zoo name (``mae``, ``dino``, ``dinov2``, ``msn``, ``resnet50``, ``resnet18``,
+            ``timm:<name>``).
+        dataset: probe data set name, e.g. ``"gmnist"`` or ``"first_radio_galaxy"``.
+        split: ``"train"`` or ``"test"``.
+        weights: ``"auto"``, ``"hub"``, ``"none"`` (random init) or a checkpoint path.
+        image_size: square input size; images are resized to it (bicubic upscaling).
+        stretch: stretch name; ``"auto"`` takes the data set's default, ``None`` none.
+        feature: probe feature kind (``cls``, ``mean``, ``avgpool``); None: the model's default.
+        batch_size: images per forward pass.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        cache_dir: cache folder (default: ``$ASTRODET_CACHE`` or ``datasets_root()/cache``).
+        model_kwargs: architecture kwargs for ``build_trunk`` (tiny trunks in tests).
+        label_scheme: RGZ relabelling, or None for the native labels.
+        limit: keep a fixed subset of this many images per split.
+        center_crop: crop this many native pixels around the centre before resizing.
+        num_workers: image loading processes.
+        use_cache: read and write the cache.
+
+    Returns:
+        ``(features, labels)``: float32 (N, D) and int64 (N,).
+    """
+    return extract_splits(
+        model=model,
+        dataset=dataset,
+        splits=(split,),
+        weights=weights,
+        image_size=image_size,
+        stretch=stretch,
+        feature=feature,
+        batch_size=batch_size,
+        device=device,
+        cache_dir=cache_dir,
+        model_kwargs=model_kwargs,
+        label_scheme=label_scheme,
+        limit=limit,
+        center_crop=center_crop,
+        num_workers=num_workers,
+        use_cache=use_cache,
+    )[split]
+
+
+# ----------------------------------------------------------------------------- CLI helpers
+
+
+def _model_name(value: str) -> str:
+    try:
+        return check_model(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _dataset_name(value: str) -> str:
+    try:
+        return check_dataset(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _json_dict(value: str) -> dict:
+    try:
+        obj = json.loads(value)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"--model-kwargs is not JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise argparse.ArgumentTypeError("--model-kwargs must be a JSON object")
+    return obj
+
+
+def add_feature_args(parser: argparse.ArgumentParser, *, multi_model: bool = False) -> None:
+    """The options every feature consumer shares (model, weights, preprocessing, cache)."""
+    parser.add_argument(
+        "--model",
+        nargs="+" if multi_model else None,
+        required=True,
+        type=_model_name,
+        help="zoo model name" + ("s" if multi_model else "") + " (mae, dino, dinov2, msn, "
+        "resnet50, resnet18, timm:<name>)",
+    )
+    parser.add_argument(
+        "--weights",
+        default=AUTO,
+        help="'auto' ($ASTRODET_WEIGHTS, then the hub), 'hub', 'none' (random init) or a "
+        "checkpoint path (default: auto)",
+    )
+    parser.add_argument("--image-size", type=int, default=224, help="input size (default 224)")
+    parser.add_argument(
+        "--stretch",
+        default=AUTO,
+        help="stretch applied to raw images ('auto': the data set's default; 'none')",
+    )
+    parser.add_argument("--feature", default=None, help="probe feature: cls, mean or avgpool")
+    parser.add_argument("--center-crop", type=int, default=None, help="crop N native px first")
+    parser.add_argument(
+        "--label-scheme",
+        choices=LABEL_SCHEMES,
+        default=None,
+        help="RGZ relabelling: morphology (6 classes), peaks or components",
+    )
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    parser.add_argument("--device", default=AUTO, help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--num-workers", type=int, default=0, help="image loading processes")
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="feature cache (default: $ASTRODET_CACHE or datasets_root()/cache)",
+    )
+    parser.add_argument(
+        "--model-kwargs",
+        type=_json_dict,
+        default=None,
+        help='architecture kwargs as JSON, e.g. \'{"embed_dim": 32, "depth": 2}\'',
+    )
+    parser.add_argument("--limit", type=int, default=None, help="use N images per split")
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write cache")
+
+
+def feature_options(args: argparse.Namespace) -> dict[str, Any]:
+    """kwargs for :func:`extract_splits` from parsed :func:`add_feature_args` options."""
+    return {
+        "weights": args.weights,
+        "image_size": args.image_size,
+        "stretch": args.stretch,
+        "feature": args.feature,
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "cache_dir": args.cache_dir,
+        "model_kwargs": args.model_kwargs,
+        "label_scheme": args.label_scheme,
+        "limit": args.limit,
+        "center_crop": args.center_crop,
+        "num_workers": args.num_workers,
+        "use_cache": not args.no_cache,
+    }
+
+
+def dataset_arg(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``--dataset`` validated against the registered classification sets."""
+    parser.add_argument(
+        "--dataset",
+        type=_dataset_name,
+        default=default,
+        required=default is None,
+        help="probe data set name" + (f" (default {default})" if default else ""),
+    )
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m probe.features",
+        description="Extract and cache frozen features of a zoo trunk on a probe data set.",
+    )
+    add_feature_args(parser)
+    dataset_arg(parser)
+    args = parser.parse_args(argv)
+    setup_logging()
+    try:
+        result = extract_splits(model=args.model, dataset=args.dataset, **feature_options(args))
+    except (ValueError, RuntimeError, FileNotFoundError) as e:
+        logger.error("%s", e)
+        return 1
+    for split, (features, labels) in result.items():
+        print(
+            f"{args.model} {args.dataset}_{split}: features {features.shape}, labels {labels.shape}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

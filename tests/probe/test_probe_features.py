@@ -1,0 +1,194 @@
+"""The feature cache: hits read the file, changed keys recompute, corrupted files recompute."""
+
+import io
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from astrodet.zoo import Trunk
+from probe import features as pf
+from probe.datasets import limit_indices, load_split, prepare_image
+
+TINY_VIT = {"embed_dim": 32, "depth": 1, "num_heads": 2}
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Count the trunk's feature computations."""
+    counter = {"n": 0}
+    original = Trunk.features
+
+    def counting(self, images, **kw):
+        counter["n"] += 1
+        return original(self, images, **kw)
+
+    monkeypatch.setattr(Trunk, "features", counting)
+    return counter
+
+
+def extract(cache, **kw):
+    args = dict(
+        model="dino",
+        dataset="probe_toy",
+        split="train",
+        weights="none",
+        image_size=32,
+        batch_size=8,
+        device="cpu",
+        cache_dir=cache,
+        model_kwargs=TINY_VIT,
+    )
+    args.update(kw)
+    return pf.extract_features(**args)
+
+
+def cache_files(cache):
+    return sorted((cache / "features").rglob("*.npz"))
+
+
+def test_cache_hit_and_changed_key(toy_dataset, tmp_path, calls):
+    x1, y1 = extract(tmp_path)
+    assert x1.shape == (26, 32) and x1.dtype == np.float32
+    assert y1.tolist() == [0] * 12 + [1] * 8 + [2] * 6
+    computed = calls["n"]
+    assert computed == 4  # 26 images in batches of 8
+    x2, y2 = extract(tmp_path)
+    assert calls["n"] == computed  # read from the cache
+    np.testing.assert_array_equal(x1, x2)
+    extract(tmp_path, image_size=48)  # preprocessing is part of the key
+    assert calls["n"] == 2 * computed
+    extract(tmp_path, stretch="sqrt")
+    assert calls["n"] == 3 * computed
+    extract(tmp_path, model_kwargs={**TINY_VIT, "embed_dim": 16})
+    assert calls["n"] == 4 * computed
+    assert len(cache_files(tmp_path)) == 4
+    extract(tmp_path, stretch="sqrt")
+    assert calls["n"] == 4 * computed
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "checksum", "shape"])
+def test_corrupted_cache_is_recomputed(toy_dataset, tmp_path, calls, caplog, damage):
+    x1, _ = extract(tmp_path)
+    (path,) = cache_files(tmp_path)
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"not a numpy file")
+    else:
+        with np.load(path) as z:
+            arrays = dict(z)
+        if damage == "checksum":
+            arrays["features"] = arrays["features"] + 1.0
+        else:
+            arrays["features"] = arrays["features"][:, :5]
+            meta = json.loads(bytes(arrays["meta"]).decode())
+            meta["feature_dim"] = 5
+            arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        path.write_bytes(buf.getvalue())
+    n = calls["n"]
+    with caplog.at_level(logging.WARNING, logger="probe.features"):
+        x2, _ = extract(tmp_path)
+    assert calls["n"] > n
+    assert "corrupted" in caplog.text and str(path) in caplog.text
+    assert x2.shape == x1.shape
+    n = calls["n"]
+    extract(tmp_path)  # the recomputed file is good again
+    assert calls["n"] == n
+
+
+def test_weights_file_hash_is_the_key(toy_dataset, tmp_path, calls):
+    from astrodet.zoo import build_trunk
+
+    torch.manual_seed(0)
+    trunk = build_trunk("dino", weights="none", img_size=32, **TINY_VIT)
+    ckpt = tmp_path / "tiny.pth"
+    torch.save(trunk.model.state_dict(), ckpt)
+    xa, _ = extract(tmp_path, weights=str(ckpt))
+    extract(tmp_path, weights=str(ckpt))
+    n = calls["n"]
+    sd = {k: v + 0.01 for k, v in trunk.model.state_dict().items()}
+    torch.save(sd, ckpt)  # same path, new content: a new key
+    xb, _ = extract(tmp_path, weights=str(ckpt))
+    assert calls["n"] > n
+    assert not np.allclose(xa, xb)
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        extract(tmp_path, weights=str(tmp_path / "missing.pth"))
+
+
+def test_cli_writes_both_splits(toy_dataset, tmp_path, capsys):
+    argv = [
+        "--model",
+        "dino",
+        "--dataset",
+        "probe_toy",
+        "--weights",
+        "none",
+        "--image-size",
+        "32",
+        "--device",
+        "cpu",
+        "--cache-dir",
+        str(tmp_path),
+        "--model-kwargs",
+        json.dumps(TINY_VIT),
+    ]
+    assert pf.main(argv) == 0
+    out = capsys.readouterr().out
+    assert (
+        "probe_toy_train: features (26, 32)" in out and "probe_toy_test: features (18, 32)" in out
+    )
+    assert len(cache_files(tmp_path)) == 2
+
+
+def test_unknown_names_list_valid_ones(toy_dataset, capsys):
+    with pytest.raises(SystemExit) as e:
+        pf.main(["--model", "vgg", "--dataset", "probe_toy"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'vgg'" in err and "dino" in err and "resnet50" in err
+    with pytest.raises(SystemExit) as e:
+        pf.main(["--model", "dino", "--dataset", "sdss"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown dataset 'sdss'" in err and "probe_toy" in err and "first_radio_galaxy" in err
+
+
+def test_prepare_image_upscales_and_limits(toy_dataset):
+    split = load_split("probe_toy", "train")
+    x = prepare_image(split.dicts[0], stretch=None, image_size=32)
+    assert x.shape == (3, 32, 32) and 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    x = prepare_image(
+        split.dicts[0], stretch=None, image_size=8, center_crop=8, grey_one_channel=True
+    )
+    assert x.shape == (1, 8, 8)
+    idx = limit_indices(split.labels, 5)
+    assert len(idx) == 5 and set(split.labels[idx]) == {0, 1, 2}
+
+
+@pytest.mark.real_data
+def test_rgz_label_schemes(real_data):
+    morph = load_split("rgz_first", "train")
+    assert morph.class_names == ["1C_1P", "1C_2P", "1C_3P", "2C_2P", "2C_3P", "3C_3P"]
+    peaks = load_split("rgz_first", "train", label_scheme="peaks")
+    comps = load_split("rgz_first", "train", label_scheme="components")
+    assert peaks.class_names == ["1P", "2P", "3P"] and comps.class_names == ["1C", "2C", "3C"]
+    names = np.array(morph.class_names)[morph.labels]
+    assert [int(n[3]) - 1 for n in names] == peaks.labels.tolist()
+    assert [int(n[0]) - 1 for n in names] == comps.labels.tolist()
+    with pytest.raises(ValueError, match="applies to RGZ sets"):
+        load_split("first_radio_galaxy", "test", label_scheme="peaks")
+
+
+def test_cache_root_resolution(monkeypatch, tmp_path):
+    monkeypatch.delenv("ASTRODET_CACHE", raising=False)
+    monkeypatch.setenv("ASTRODET_DATASETS", str(tmp_path / "data"))
+    assert pf.cache_root() == tmp_path / "data" / "cache"
+    monkeypatch.setenv("ASTRODET_CACHE", str(tmp_path / "c"))
+    assert pf.cache_root() == tmp_path / "c"
+    assert pf.cache_root(tmp_path / "x") == tmp_path / "x"
