@@ -204,6 +204,13 @@ def test_resume_equals_uninterrupted_run(config, trained, tmp_path):
         torch.testing.assert_close(b["model"][name], tensor, rtol=1e-5, atol=1e-6, msg=name)
 
 
+def _last_checkpoint_name(out):
+    try:
+        return (out / "last_checkpoint").read_text().strip()
+    except OSError:
+        return ""
+
+
 def test_kill_and_resume_continues(config, tmp_path):
     out = tmp_path / "killed"
     args = ("train.max_iter=40", "train.checkpoint_period=2", "train.eval_period=0")
@@ -211,7 +218,8 @@ def test_kill_and_resume_continues(config, tmp_path):
         _cmd(config, out, *args), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     deadline = time.time() + 240
-    while not (out / "model_0000004.pth").exists():
+    # the pointer is written after the checkpoint it names: wait for it, not the file
+    while _last_checkpoint_name(out) < "model_0000004.pth":
         assert proc.poll() is None, proc.stderr.read().decode()[-4000:]
         assert time.time() < deadline, "no checkpoint within 240 s"
         time.sleep(0.02)
