@@ -49,7 +49,9 @@ class Demo:
 
     def run(self, title: str, argv: list[str]) -> None:
         """Run one command from the repository root; a failure stops the demo."""
-        print(f"\n=== {title}\n$ {shlex.join(argv)}", flush=True)
+        # shown as a user would type it; run with this interpreter
+        shown = shlex.join(["python" if a == sys.executable else a for a in argv])
+        print(f"\n=== {title}\n$ {shown}", flush=True)
         start = time.perf_counter()
         # every step reads the simulated sets from the demo's own data root
         env = dict(
@@ -57,11 +59,9 @@ class Demo:
         )
         result = subprocess.run(argv, cwd=REPO, env=env)
         seconds = time.perf_counter() - start
-        self.timings.append((title, seconds, shlex.join(argv)))
+        self.timings.append((title, seconds, shown))
         if result.returncode != 0:
-            raise SystemExit(
-                f"demo step '{title}' failed (exit {result.returncode}): {shlex.join(argv)}"
-            )
+            raise SystemExit(f"demo step '{title}' failed (exit {result.returncode}): {shown}")
 
     def rel(self, path: Path) -> str:
         return os.path.relpath(path, self.output)
@@ -161,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
             "tools/visualize_predictions.py",
             "--run",
             str(runs["finetuned"]),
+            # the synthetic configs load the sky by name, so its files are named here
+            "--json-file",
+            str(sky / "test" / "annotations.json"),
+            "--image-root",
+            str(sky / "test" / "images"),
             "--n",
             "4",
             "--out",

@@ -42,11 +42,6 @@ def _from_run(run: Path) -> dict:
     test = OmegaConf.select(cfg, "dataloader.test", default=None)
     json_file = OmegaConf.select(cfg, "dataloader.test.dataset.json_file", default=None)
     image_root = OmegaConf.select(cfg, "dataloader.test.dataset.image_root", default=None)
-    if json_file is None or image_root is None:
-        raise ValueError(
-            f"{config} has no dataloader.test.dataset.json_file/image_root; "
-            "pass --json-file and --image-root"
-        )
     stretch = OmegaConf.select(cfg, "dataloader.test.stretch", default="auto") if test else "auto"
     return {
         "json_file": json_file,
@@ -84,8 +79,14 @@ def main(argv: list[str] | None = None) -> int:
                 found[key] = getattr(args, key)
         missing = [k for k in ("json_file", "image_root", "predictions") if not found.get(k)]
         if missing:
+            # a config whose test set is loaded by name has no files to read
+            where = (
+                f"{args.run}/config.yaml names no dataloader.test.dataset files; "
+                if args.run
+                else ""
+            )
             parser.error(
-                "give --run, or all of --json-file, --image-root and --predictions "
+                f"{where}give --run, or all of --json-file, --image-root and --predictions "
                 f"(missing: {', '.join('--' + m.replace('_', '-') for m in missing)})"
             )
         if args.out is None and not args.run:
