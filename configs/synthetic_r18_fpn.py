@@ -16,6 +16,8 @@ model.backbone.out_channels = 128
 model.num_classes = 1
 model.image_size = 256
 model.representation_size = 256
+# NMS over thousands of untrained proposals per level dominates a CPU step otherwise
+model.rpn_pre_nms_top_n_train = 1000
 model.rpn_post_nms_top_n_train = 500
 model.rpn_post_nms_top_n_test = 500
 model.box_batch_size_per_image = 128
@@ -27,3 +29,5 @@ train.max_iter = 600
 train.eval_period = 600
 train.checkpoint_period = 200
 train.output_dir = "output/synthetic_r18_fpn"
+# one intra-op thread: see configs/synthetic_vit_small.py
+train.num_threads = 1

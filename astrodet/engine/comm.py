@@ -11,6 +11,7 @@ import torch.distributed as dist
 __all__ = [
     "all_gather_object",
     "get_local_rank",
+    "get_local_size",
     "get_rank",
     "get_world_size",
     "is_main_process",
@@ -36,6 +37,11 @@ def get_rank() -> int:
 def get_local_rank() -> int:
     """This process's rank on its machine (``$LOCAL_RANK``, set by torchrun and ``launch``)."""
     return int(os.environ.get("LOCAL_RANK", 0)) if _initialized() else 0
+
+
+def get_local_size() -> int:
+    """Number of processes on this machine (``$LOCAL_WORLD_SIZE``; 1 when not distributed)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if _initialized() else 1
 
 
 def is_main_process() -> bool:

@@ -6,7 +6,7 @@ A config has the roots ``model``, ``dataloader`` (``train``, ``test``, optional 
 ``lr_multiplier`` (a callable of the training progress in ``[0, 1)``, e.g. an fvcore
 param scheduler) and ``train``: ``output_dir``, ``max_iter``, ``eval_period``,
 ``checkpoint_period``, ``log_period``, ``seed``, ``device``, ``amp``, ``init_checkpoint``
-(and optionally ``checkpoint_max_keep``, ``grad_clip``, ``ddp``).
+(and optionally ``checkpoint_max_keep``, ``grad_clip``, ``ddp``, ``num_threads``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import platform
 import socket
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ __all__ = [
     "build_evaluator",
     "build_model",
     "check_output_dir",
+    "configure_cpu_threads",
     "default_argument_parser",
     "default_setup",
     "do_test",
@@ -155,6 +157,78 @@ def _environment() -> str:
     return "\n  ".join(lines)
 
 
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _busy_cores(interval: float = 0.2) -> float:
+    """Cores busy with other work right now: sampled from ``/proc/stat`` over ``interval``
+    seconds on Linux (the load average lags by a minute), else the 1-minute load average."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return sum(values), values[3] + values[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval)
+        total1, idle1 = sample()
+        if total1 > total0:
+            return _usable_cpus() * (1.0 - (idle1 - idle0) / (total1 - total0))
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+
+def configure_cpu_threads(cfg: DictConfig) -> int:
+    """Set this process's torch CPU threads from ``train.num_threads`` and warn when they
+    would compete for cores.
+
+    A multi-threaded op waits for its slowest thread; when another process (a data worker,
+    another job) holds a core, every op stalls for a scheduler time slice, and a step can
+    take several times longer than with fewer threads.
+
+    Args:
+        cfg: the config; ``train.num_threads`` (a positive int) sets the threads, None keeps
+            torch's choice (its default or ``OMP_NUM_THREADS``, or what :func:`launch` set
+            for CPU processes).
+
+    Returns:
+        the number of threads in use.
+
+    Raises:
+        ValueError: ``train.num_threads`` is not a positive integer.
+    """
+    wanted = _cfg_get(cfg.train, "num_threads")
+    if wanted is not None:
+        if isinstance(wanted, bool) or not isinstance(wanted, int) or wanted < 1:
+            raise ValueError(f"train.num_threads must be a positive integer, got {wanted!r}")
+        torch.set_num_threads(wanted)
+    threads = torch.get_num_threads()
+    if threads > 1 and resolve_device(_cfg_get(cfg.train, "device")).type == "cpu":
+        cpus = _usable_cpus()
+        loader = _cfg_get(cfg.get("dataloader"), "train")
+        workers = int(_cfg_get(loader, "num_workers", 0) or 0)
+        busy = _busy_cores()
+        wanted_cores = threads * comm.get_local_size() + workers
+        if wanted_cores + busy > cpus + 0.5:
+            logger.warning(
+                "%d compute thread(s) x %d process(es) + %d data worker(s) on %d cores with "
+                "%.1f of them busy already: threads will wait for each other; "
+                "train.num_threads=1 (or fewer data workers) is likely faster",
+                threads,
+                comm.get_local_size(),
+                workers,
+                cpus,
+                busy,
+            )
+    return threads
+
+
 def check_output_dir(cfg: DictConfig, args: argparse.Namespace) -> Path:
     """``train.output_dir``, checked: an existing non-empty folder is refused unless
     ``--resume``, ``--overwrite`` or ``--eval-only``. Changes nothing on disk.
@@ -205,6 +279,7 @@ def default_setup(cfg: DictConfig, args: argparse.Namespace) -> Path:
         cfg.train.seed = seed
     seed_everything(int(seed) + comm.get_rank())
 
+    configure_cpu_threads(cfg)
     logger.info("environment:\n  %s", _environment())
     logger.info("command line: %s", " ".join(sys.argv))
     logger.info("seed %d (+ rank), output folder %s", int(seed), output_dir)

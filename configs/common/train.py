@@ -10,4 +10,6 @@ train = dict(
     device="auto",
     amp=False,
     init_checkpoint=None,
+    # torch CPU threads per process; None keeps torch's default (or OMP_NUM_THREADS)
+    num_threads=None,
 )

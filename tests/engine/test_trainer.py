@@ -170,3 +170,26 @@ def test_non_finite_loss_is_a_clear_error():
     trainer = SimpleTrainer(model, batches, torch.optim.SGD(model.parameters(), lr=0.1))
     with pytest.raises(FloatingPointError, match="iteration 1"):
         trainer.train(0, 1)
+
+
+def test_configure_cpu_threads(monkeypatch, caplog):
+    from omegaconf import OmegaConf
+
+    from astrodet.engine import configure_cpu_threads, defaults
+
+    monkeypatch.setattr(defaults, "_usable_cpus", lambda: 2)
+    monkeypatch.setattr(defaults, "_busy_cores", lambda: 1.0)
+    cfg = OmegaConf.create(
+        {"train": {"device": "cpu", "num_threads": 2}, "dataloader": {"train": {"num_workers": 1}}}
+    )
+    with caplog.at_level("WARNING", logger="astrodet.engine.defaults"):
+        assert configure_cpu_threads(cfg) == 2 == torch.get_num_threads()
+    assert "threads will wait for each other" in caplog.text
+    caplog.clear()
+    cfg.train.num_threads = 1
+    with caplog.at_level("WARNING", logger="astrodet.engine.defaults"):
+        assert configure_cpu_threads(cfg) == 1 == torch.get_num_threads()
+    assert "threads will wait" not in caplog.text
+    cfg.train.num_threads = 0
+    with pytest.raises(ValueError, match="train.num_threads must be a positive integer"):
+        configure_cpu_threads(cfg)

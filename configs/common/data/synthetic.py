@@ -15,7 +15,9 @@ dataloader = dict(
         stretch="zscale",
         fraction=1.0,
         augment=True,
-        num_workers=2,
+        # loading and stretching a 256 px field takes milliseconds: worker processes would
+        # only take CPU time from the model step on a small machine
+        num_workers=0,
         seed=0,
     ),
     test=L(build_detection_test_loader)(
