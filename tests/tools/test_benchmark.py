@@ -1,0 +1,176 @@
+"""tools/benchmark.py in-process on tiny settings: keys, sane values, output folder rules.
+
+No timing is asserted: only that every figure exists, is finite and positive, and that the
+two COCO backends agree.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "benchmark.py"
+
+TINY = [
+    "--quick",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+    "--repeats",
+    "1",
+    "--feature-model",
+    "resnet18",
+    "--feature-images",
+    "4",
+    "--feature-batch-size",
+    "2",
+    "--feature-image-size",
+    "32",
+    "--probe-train",
+    "200",
+    "--probe-test",
+    "40",
+    "--probe-epochs",
+    "1",
+    "--probe-fractions",
+    "0.5",
+    "1.0",
+    "--probe-seeds",
+    "2",
+    "--det-tiny",
+    "--det-backbones",
+    "vitdet_b",
+    "--det-sizes",
+    "64",
+    "--det-warmup",
+    "0",
+    "--det-iters",
+    "1",
+    "--eval-images",
+    "30",
+    "--eval-boxes",
+    "10",
+]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("benchmark_tool", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _get(d: dict, dotted: str):
+    for part in dotted.split("."):
+        assert part in d, f"missing key {dotted!r} (at {part!r})"
+        d = d[part]
+    return d
+
+
+def _positive(x) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x) and x > 0
+
+
+@pytest.fixture(scope="module")
+def tiny_run(bench, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "run"
+    assert bench.main([*TINY, "--output", str(out), "--only", "features,probe,detection,eval"]) == 0
+    return out, json.loads((out / "benchmark.json").read_text())
+
+
+def test_every_key_exists_and_is_sane(tiny_run):
+    out, res = tiny_run
+    for key in (
+        "features.overhead_ratio",
+        "features.cache_speedup",
+        "probe.speedup_fast_vs_paper",
+        "detection.frozen_over_finetune_step_ratio",
+        "eval.speedup_vs_pycocotools",
+    ):
+        assert _positive(_get(res, key)), (key, _get(res, key))
+    for key in ("probe.macro_f1_fast", "probe.macro_f1_paper"):
+        assert 0.0 <= _get(res, key) <= 1.0, key
+    assert 0.0 <= _get(res, "eval.ap50_abs_diff") <= 1e-3
+    assert 0.0 < res["eval"]["ap50_pycocotools"] <= 1.0
+    step = _get(res, "detection.step_seconds")
+    assert list(step) == ["vitdet_b_64"]
+    entry = step["vitdet_b_64"]
+    assert _positive(entry["frozen"]) and _positive(entry["finetune"])
+    assert _positive(entry["inference_images_per_s"])
+    # freezing the trunk leaves fewer trainable parameters
+    tp = entry["trainable_parameters"]
+    assert 0 < tp["frozen"] < tp["finetune"]
+    assert entry["frozen_parameters"]["finetune"] == 0
+    # 2 fractions x 2 seeds, each timed for both protocols
+    assert len(res["probe"]["runs"]) == 4
+    assert all(
+        _positive(r["fast_seconds"]) and _positive(r["paper_seconds"]) for r in res["probe"]["runs"]
+    )
+    # extrapolation stated where the paper protocol ran fewer than its 100 epochs
+    assert _positive(res["probe"]["speedup_at_100_epochs_estimated"])
+    dev = res["device"]
+    assert dev["device"] == "cpu" and dev["torch"] and dev["cpu"]
+    assert dev["torch_threads"] == 1  # --threads 1, recorded
+    assert res["quick"] is True
+    assert any("synthetic" in n for n in res["notes"])
+    from astrodet.data import DatasetCatalog
+
+    # the in-memory galaxy set is gone again: other code sees the usual catalog
+    assert not [n for n in DatasetCatalog.list() if n.startswith("benchmark_galaxies")]
+    md = (out / "benchmark.md").read_text()
+    assert "| eval | AP50 abs diff |" in md and "vitdet_b_64" in md
+
+
+def test_only_runs_the_chosen_part(bench, tmp_path):
+    import torch
+
+    threads = torch.get_num_threads()
+    out = tmp_path / "eval_only"
+    assert bench.main([*TINY, "--output", str(out), "--only", "eval"]) == 0
+    assert torch.get_num_threads() == threads  # --threads does not leak out of main()
+    res = json.loads((out / "benchmark.json").read_text())
+    assert "eval" in res and not {"features", "probe", "detection"} & set(res)
+
+
+def test_existing_folder_is_refused_unless_overwrite(bench, tmp_path, caplog):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    args = [*TINY, "--output", str(out), "--only", "eval"]
+    assert bench.main(args) == 1
+    assert "exists and is not empty" in caplog.text and str(out) in caplog.text
+    assert (out / "keep.txt").exists() and not (out / "benchmark.json").exists()
+    assert bench.main([*args, "--overwrite"]) == 0
+    assert (out / "benchmark.json").exists() and not (out / "keep.txt").exists()
+
+
+def test_unknown_part_is_an_error(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--only", "eval,speed"])
+    err = capsys.readouterr().err
+    assert "speed" in err and "features, probe, detection, eval" in err
+
+
+def test_synthetic_coco_predictions_are_noisy_copies(bench):
+    gt, results = bench.synthetic_coco(n_images=3, boxes_per_image=4, seed=1)
+    assert len(gt["images"]) == 3 and len(gt["annotations"]) == 12
+    ids = {img["id"] for img in gt["images"]}
+    assert {r["image_id"] for r in results} <= ids
+    # 5 false positives per image plus the boxes found
+    assert 15 <= len(results) <= 27
+    assert all(r["bbox"][2] >= 1 and r["bbox"][3] >= 1 for r in results)
+
+
+def test_cuda_without_a_gpu_is_an_error(bench, tmp_path, caplog):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert bench.main([*TINY, "--output", str(tmp_path / "o"), "--device", "cuda"]) == 1
+    assert "CUDA is not available" in caplog.text
