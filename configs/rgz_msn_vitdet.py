@@ -2,28 +2,11 @@
 
 Frozen trunk by default; fine-tune with ``model.backbone.freeze=none`` (layer-wise lr decay
 0.7). 100 epochs at batch 16; a label fraction with ``dataloader.train.fraction=0.1``.
+
+Everything as in ``rgz_dino_vitdet.py`` but the trunk.
 """
 
-import math
-
-from .common.data.rgz import NUM_TRAIN_IMAGES, dataloader
-from .common.models.vitdet import model
-from .common.optim import AdamW as optimizer
-from .common.schedule import lr_multiplier
-from .common.train import train
+from .rgz_dino_vitdet import dataloader, lr_multiplier, model, optimizer, train
 
 model.backbone.trunk = "msn"
-model.backbone.weights = "auto"
-model.backbone.freeze = "backbone"
-model.num_classes = 6
-model.image_size = 224
-dataloader.train.image_size = 224
-dataloader.test.image_size = 224
-dataloader.train.total_batch_size = 16
-
-optimizer.params.lr_decay_rate = 0.7
-
-train.max_iter = math.ceil(100 * NUM_TRAIN_IMAGES / dataloader.train.total_batch_size)
-train.eval_period = train.max_iter // 10
-train.checkpoint_period = train.max_iter // 10
 train.output_dir = "output/rgz_msn_vitdet"
