@@ -15,9 +15,9 @@ Parts:
 * features: images/s of ``probe.features`` extraction (stretch, resize, batching) against
   the bare ``Trunk.features`` forward on the same, already prepared batch; a feature cache
   hit against recomputing.
-* probe: ``--protocol fast`` against ``--protocol paper``, 4 label fractions x 3 seeds, on
-  768-d features of 8000 training images, as cached features are (synthetic Gaussian class
-  clusters here, not a trunk's); time and macro F1 of both.
+* probe: ``--protocol fast`` (and ``logistic``) against ``--protocol paper``, 4 label
+  fractions x 3 seeds, on 768-d features of 8000 training images, as cached features are
+  (synthetic Gaussian class clusters here, not a trunk's); time and macro F1 of each.
 * detection: seconds per training iteration of Faster R-CNN, frozen against fine-tuned
   backbone, ViTDet-B and R50-FPN at 224 and 512 px (random initialisation); inference
   images/s; trainable parameter counts.
@@ -60,6 +60,7 @@ from astrodet.utils import atomic_write_json, atomic_write_text, prepare_output_
 logger = logging.getLogger("benchmark")
 
 SECTIONS = ("features", "probe", "detection", "eval")
+PROBE_PROTOCOLS = ("fast", "logistic", "paper")
 BACKBONES = ("vitdet_b", "r50_fpn")
 BENCH_DATASET = "benchmark_galaxies"
 # Between-class spread of the synthetic probe features (in units of the mean within-class
@@ -404,10 +405,12 @@ def bench_probe(
     device: torch.device,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """``--protocol fast`` against ``--protocol paper`` over label fractions x seeds.
+    """``--protocol fast`` and ``logistic`` against ``--protocol paper`` over label
+    fractions x seeds.
 
-    Each (fraction, seed) trains both heads on the same subset with ``probe.heads.fit_predict``
-    (what ``probe.linear`` runs per entry), alternating which goes first.
+    Each (fraction, seed) trains the three heads on the same subset with
+    ``probe.heads.fit_predict`` (what ``probe.linear`` runs per entry), rotating which goes
+    first.
 
     Args:
         n_train, n_test: feature vectors in the training and the fixed test split.
@@ -433,7 +436,8 @@ def bench_probe(
         for i, (fraction, s) in enumerate(tqdm(jobs, desc="probe", unit="run", leave=False)):
             idx, _ = fraction_indices(train_y, fraction, s)
             run: dict[str, Any] = {"fraction": fraction, "seed": s, "n_train": len(idx)}
-            for protocol in ("fast", "paper") if i % 2 == 0 else ("paper", "fast"):
+            # rotate the order so that no protocol always runs on a warm cache
+            for protocol in PROBE_PROTOCOLS[i % 3 :] + PROBE_PROTOCOLS[: i % 3]:
                 _sync(device)
                 start = time.perf_counter()
                 pred, _ = fit_predict(
@@ -452,19 +456,20 @@ def bench_probe(
                 m = classification_metrics(test_y, pred, num_classes=num_classes)
                 run[f"{protocol}_macro_f1"] = m["macro_f1"]
             runs.append(run)
-    fast_s = sum(r["fast_seconds"] for r in runs)
-    paper_s = sum(r["paper_seconds"] for r in runs)
+    seconds = {p: sum(r[f"{p}_seconds"] for r in runs) for p in PROBE_PROTOCOLS}
+    f1 = {p: float(np.mean([r[f"{p}_macro_f1"] for r in runs])) for p in PROBE_PROTOCOLS}
+    fast_s, paper_s, logistic_s = seconds["fast"], seconds["paper"], seconds["logistic"]
+    f1_fast, f1_paper = f1["fast"], f1["paper"]
     per_fraction = {}
     for fraction in sorted({r["fraction"] for r in runs}):
         rs = [r for r in runs if r["fraction"] == fraction]
         per_fraction[f"{fraction:g}"] = {
-            "macro_f1_fast": float(np.mean([r["fast_macro_f1"] for r in rs])),
-            "macro_f1_paper": float(np.mean([r["paper_macro_f1"] for r in rs])),
-            "fast_seconds": sum(r["fast_seconds"] for r in rs),
-            "paper_seconds": sum(r["paper_seconds"] for r in rs),
+            **{
+                f"macro_f1_{p}": float(np.mean([r[f"{p}_macro_f1"] for r in rs]))
+                for p in PROBE_PROTOCOLS
+            },
+            **{f"{p}_seconds": sum(r[f"{p}_seconds"] for r in rs) for p in PROBE_PROTOCOLS},
         }
-    f1_fast = float(np.mean([r["fast_macro_f1"] for r in runs]))
-    f1_paper = float(np.mean([r["paper_macro_f1"] for r in runs]))
     out: dict[str, Any] = {
         "features_source": (
             f"synthetic: {n_train} train / {n_test} test 768-d Gaussian class clusters, "
@@ -484,6 +489,9 @@ def bench_probe(
         "macro_f1_fast": f1_fast,
         "macro_f1_paper": f1_paper,
         "macro_f1_fast_minus_paper": f1_fast - f1_paper,
+        "logistic_seconds": logistic_s,
+        "speedup_logistic_vs_paper": _ratio(paper_s, logistic_s),
+        "macro_f1_logistic": f1["logistic"],
         "worst_fraction_f1_fast_minus_paper": min(
             v["macro_f1_fast"] - v["macro_f1_paper"] for v in per_fraction.values()
         ),
@@ -903,6 +911,12 @@ def format_table(results: dict[str, Any]) -> str:
             f"{p['macro_f1_paper']:.4f} | fast - paper {p['macro_f1_fast_minus_paper']:+.4f} "
             f"(worst fraction {p['worst_fraction_f1_fast_minus_paper']:+.4f}); target >= -0.01 |"
         )
+        if "speedup_logistic_vs_paper" in p:
+            row(
+                f"| probe | speedup logistic vs paper | "
+                f"{_fmt(p['speedup_logistic_vs_paper'])}x | `--protocol logistic` "
+                f"{_fmt(p['logistic_seconds'])} s, macro F1 {p['macro_f1_logistic']:.4f} |"
+            )
     d = results.get("detection")
     if d:
         row(

@@ -55,14 +55,19 @@ def test_toy_sweep_fast_paper_knn(toy_dataset, tmp_path):
     # the toy classes are easy even for random features: the probe is not a formality
     full = [r["macro_f1"] for r in res["runs"] if r["fraction"] == 1.0]
     assert min(full) > 0.6
-    for extra in (["--protocol", "paper", "--epochs", "3"], ["--head", "knn"]):
+    extras = (
+        ["--protocol", "paper", "--epochs", "3"],
+        ["--protocol", "logistic"],
+        ["--head", "knn"],
+    )
+    for extra in extras:
         out = "o_" + extra[1]
         args = sweep_args(
             "probe_toy", tmp_path, "--fractions", "1.0", "--seeds", "1", *extra, out=out
         )
         assert linear.main(args) == 0
         res = check_recomputed(tmp_path / out, n_runs=1, n_test=18)
-        assert res["protocol"] == ("paper" if extra[1] == "paper" else "fast")
+        assert res["protocol"] == (extra[1] if extra[0] == "--protocol" else "fast")
         assert res["head"] == ("knn" if extra[1] == "knn" else "linear")
 
 
