@@ -50,27 +50,18 @@ def fraction_indices(
 
     Returns:
         (indices, names of the classes the fraction would have left empty and that were
-        raised to one example). A raise is logged as a warning.
+        raised to one example). A raise is logged as a warning by
+        :func:`astrodet.data.label_fraction_indices`.
     """
     from astrodet.data import label_fraction_indices
 
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     labels = np.asarray(labels)
-    counts = np.bincount(labels)
-    present = np.flatnonzero(counts)
-    names = class_names or [str(c) for c in range(len(counts))]
-    # the same rounding as label_fraction_indices: floor(fraction * n + 0.5)
-    raised = [names[c] for c in present if int(np.floor(fraction * counts[c] + 0.5)) < 1]
-    idx = np.asarray(label_fraction_indices(labels, fraction, seed, stratify=True), dtype=np.int64)
-    if raised:
-        logger.warning(
-            "fraction %g leaves class(es) %s empty; raised to keep one example per class "
-            "(%d training examples)",
-            fraction,
-            ", ".join(raised),
-            len(idx),
-        )
+    present = np.flatnonzero(np.bincount(labels))
+    idx, raised = label_fraction_indices(
+        labels, fraction, seed, stratify=True, class_names=class_names, return_raised=True
+    )
     missing = set(present.tolist()) - set(labels[idx].tolist())
     if missing:
         raise RuntimeError(f"label fraction subset lacks classes {sorted(missing)}")

@@ -427,7 +427,9 @@ def label_fraction_indices(
     seed: int,
     *,
     stratify: bool = True,
-) -> np.ndarray:
+    class_names: Sequence[str] | None = None,
+    return_raised: bool = False,
+) -> np.ndarray | tuple[np.ndarray, list[str]]:
     """Indices of a seeded ``fraction`` of the labelled examples, every class kept.
 
     With ``stratify`` each class contributes ``round(fraction * n_class)`` examples; a class
@@ -440,9 +442,11 @@ def label_fraction_indices(
         fraction: in (0, 1].
         seed: the draw's seed.
         stratify: keep the class proportions.
+        class_names: names of the labels 0..K-1, for the warning (default: the labels).
+        return_raised: also return the names of the classes raised to one example.
 
     Returns:
-        Sorted int64 indices into ``labels``.
+        Sorted int64 indices into ``labels``; with ``return_raised``, (indices, names).
 
     Raises:
         ValueError: ``fraction`` outside (0, 1], or no labels.
@@ -453,7 +457,8 @@ def label_fraction_indices(
         raise ValueError(f"labels must be a non-empty 1-D sequence, got shape {labels.shape}")
     n = labels.size
     if fraction == 1.0:
-        return np.arange(n, dtype=np.int64)
+        idx = np.arange(n, dtype=np.int64)
+        return (idx, []) if return_raised else idx
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
     raised = []
@@ -478,15 +483,18 @@ def label_fraction_indices(
                 # first example of that class in the same seeded order
                 extra.append(order[labels[order] == c][0])
         idx = np.concatenate([idx, np.asarray(extra, dtype=idx.dtype)])
-    if raised:
+    idx = np.sort(idx).astype(np.int64)
+    names = [str(class_names[c] if class_names is not None else c.item()) for c in raised]
+    if names:
         logger.warning(
-            "fraction %.3g of %d examples leaves class(es) %s empty; "
-            "raised to one example per class",
+            "fraction %g of %d examples leaves class(es) %s empty; "
+            "raised to one example per class (%d examples)",
             fraction,
             n,
-            ", ".join(map(str, (c.item() for c in raised))),
+            ", ".join(names),
+            len(idx),
         )
-    return np.sort(idx).astype(np.int64)
+    return (idx, names) if return_raised else idx
 
 
 def subset_dicts(dicts: Sequence[dict], fraction: float, seed: int) -> list[dict]:
