@@ -10,11 +10,9 @@ network.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -223,15 +221,27 @@ def _check_reachable(host: str, port: int = 443, timeout: float = 5.0) -> None:
         raise HubUnavailableError(f"cannot reach {host} ({exc})") from exc
 
 
-@contextlib.contextmanager
-def _hf_cache_only_if_unreachable() -> Iterator[None]:
-    """Run a Hugging Face download in huggingface_hub's offline mode when a quick probe finds
-    the hub unreachable: its cache still serves, and the minute of retries is skipped."""
+def _require_url(url: str) -> None:
+    """Fail fast unless ``url`` is in torch's hub cache (where torch and timm keep URL
+    downloads) or can be fetched now."""
+    from torch.hub import get_dir
+
+    cached = Path(get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+    if cached.is_file():
+        return
+    if is_offline():
+        raise HubUnavailableError(f"offline mode and {cached} is not cached")
+    _check_reachable(urlparse(url).hostname or "")
+
+
+def _hf_hub_unavailable() -> str | None:
+    """Why the Hugging Face hub cannot be used now (offline mode, or a quick probe cannot
+    reach it), else None; downloads then read the local cache only instead of retrying for
+    about a minute."""
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
-        yield
-        return
+        return "HF_HUB_OFFLINE is set"
     endpoint = urlparse(constants.ENDPOINT)
     try:
         _check_reachable(
@@ -240,18 +250,53 @@ def _hf_cache_only_if_unreachable() -> Iterator[None]:
         )
     except HubUnavailableError as exc:
         logger.warning("%s; using the local Hugging Face cache only", exc)
-    else:
-        yield
-        return
-    constants.HF_HUB_OFFLINE = True
+        return str(exc)
+    return None
+
+
+# Weights files of a Hugging Face model repository, preferred first.
+HF_WEIGHTS_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def hf_weights_file(repo_id: str, filenames: tuple[str, ...] = HF_WEIGHTS_FILES) -> str:
+    """Local path of a Hugging Face repository's weights file, downloaded unless cached.
+
+    Args:
+        repo_id: ``owner/name``, optionally ``@revision``.
+        filenames: candidates, tried in order.
+
+    Raises:
+        HubUnavailableError: offline or unreachable and not cached, or no such file.
+    """
     try:
-        yield
-    finally:
-        constants.HF_HUB_OFFLINE = False
+        from huggingface_hub import hf_hub_download
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise HubUnavailableError("the 'huggingface_hub' package is not installed") from exc
+    repo, _, revision = repo_id.partition("@")
+    unavailable = _hf_hub_unavailable()
+    errors: dict[str, list[str]] = {}
+    for filename in filenames:
+        try:
+            return hf_hub_download(
+                repo, filename, revision=revision or None, local_files_only=bool(unavailable)
+            )
+        except Exception as exc:
+            if unavailable:
+                reason = f"not in the local Hugging Face cache and {unavailable}"
+            else:
+                reason = f"{type(exc).__name__}: {exc}".splitlines()[0].rstrip(". ")
+            errors.setdefault(reason, []).append(filename)
+    raise HubUnavailableError(
+        f"Hugging Face {repo_id!r}: "
+        + "; ".join(f"{', '.join(files)}: {reason}" for reason, files in errors.items())
+    )
 
 
 def download_timm(model_name: str) -> dict[str, torch.Tensor]:
     """Pretrained weights of a timm model (timm's own layout, head removed).
+
+    Weights hosted on the Hugging Face hub are fetched with :func:`hf_weights_file` (cache
+    only when the hub is unreachable); others from their URL through timm.
 
     Args:
         model_name: timm name with its pretrained tag, e.g. ``vit_base_patch16_224.mae``.
@@ -260,10 +305,19 @@ def download_timm(model_name: str) -> dict[str, torch.Tensor]:
         HubUnavailableError: offline, unreachable or not cached.
     """
     import timm
+    from timm.models import get_pretrained_cfg
 
+    cfg = get_pretrained_cfg(model_name)
+    overlay = None
+    if cfg is not None and cfg.hf_hub_id:
+        names = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else HF_WEIGHTS_FILES
+        overlay = {"file": hf_weights_file(cfg.hf_hub_id, names)}
+    elif cfg is not None and cfg.url:
+        _require_url(cfg.url)
     try:
-        with _hf_cache_only_if_unreachable():
-            model = timm.create_model(model_name, pretrained=True, num_classes=0)
+        model = timm.create_model(
+            model_name, pretrained=True, num_classes=0, pretrained_cfg_overlay=overlay
+        )
     except Exception as exc:
         raise HubUnavailableError(f"timm could not fetch {model_name!r} ({exc})") from exc
     return model.state_dict()
@@ -278,17 +332,13 @@ def download_torchvision(weights_name: str) -> dict[str, torch.Tensor]:
         HubUnavailableError: offline and not cached, or unreachable.
     """
     import torchvision
-    from torch.hub import get_dir, load_state_dict_from_url
+    from torch.hub import load_state_dict_from_url
 
     try:
         weights = torchvision.models.get_weight(weights_name)
     except Exception as exc:
         raise HubUnavailableError(f"unknown torchvision weights {weights_name!r}") from exc
-    cached = Path(get_dir()) / "checkpoints" / os.path.basename(weights.url)
-    if not cached.is_file():
-        if is_offline():
-            raise HubUnavailableError(f"offline mode and {cached} is not cached")
-        _check_reachable("download.pytorch.org")
+    _require_url(weights.url)
     try:
         return load_state_dict_from_url(weights.url, progress=False, map_location="cpu")
     except Exception as exc:
@@ -296,32 +346,13 @@ def download_torchvision(weights_name: str) -> dict[str, torch.Tensor]:
 
 
 def download_hf(repo_id: str) -> dict[str, torch.Tensor]:
-    """The weights file of a Hugging Face model repository (its own layout).
-
-    ``model.safetensors`` is preferred, ``pytorch_model.bin`` is the fallback. Honours
-    ``HF_HUB_OFFLINE`` (cache only).
+    """The weights of a Hugging Face model repository (its own layout): ``model.safetensors``,
+    else ``pytorch_model.bin``. Honours ``HF_HUB_OFFLINE`` (cache only).
 
     Raises:
         HubUnavailableError: offline and not cached, or unreachable.
     """
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise HubUnavailableError("the 'huggingface_hub' package is not installed") from exc
-    errors: dict[str, list[str]] = {}
-    for filename in ("model.safetensors", "pytorch_model.bin"):
-        try:
-            with _hf_cache_only_if_unreachable():
-                path = hf_hub_download(repo_id, filename)
-        except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}".splitlines()[0].rstrip(". ")
-            errors.setdefault(reason, []).append(filename)
-            continue
-        return read_checkpoint(path)
-    raise HubUnavailableError(
-        f"Hugging Face {repo_id!r}: "
-        + "; ".join(f"{', '.join(files)}: {reason}" for reason, files in errors.items())
-    )
+    return read_checkpoint(hf_weights_file(repo_id))
 
 
 def fetch_hub(hub: str) -> Any:

@@ -69,7 +69,8 @@ def test_offline_hf_download_is_reported(monkeypatch, empty_weights_dir):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fail)
     with pytest.raises(WeightsNotFoundError, match="vitb16_600ep.pth.tar") as excinfo:
         build_trunk("msn", **TINY_KW["msn"])
-    assert "not in cache" in str(excinfo.value)
+    assert "not in the local Hugging Face cache and HF_HUB_OFFLINE is set" in str(excinfo.value)
+    assert "hf:facebook/vit-msn-base" in str(excinfo.value)
 
 
 def test_offline_timm_download_is_reported(monkeypatch, empty_weights_dir):
@@ -81,6 +82,12 @@ def test_offline_timm_download_is_reported(monkeypatch, empty_weights_dir):
         return create(name, pretrained=pretrained, **kwargs)
 
     monkeypatch.setattr(timm, "create_model", offline_create)
+    with pytest.raises(WeightsNotFoundError, match="mae_pretrain_vit_base.pth") as excinfo:
+        build_trunk("mae", **TINY_KW["mae"])
+    # offline in tests: the hub file is looked up in the cache only, and is not there
+    assert "not in the local Hugging Face cache and HF_HUB_OFFLINE is set" in str(excinfo.value)
+    # with the file cached, timm's own failure is what is reported
+    monkeypatch.setattr(zoo_weights, "hf_weights_file", lambda *a, **k: "/cache/model.safetensors")
     with pytest.raises(WeightsNotFoundError, match="mae_pretrain_vit_base.pth") as excinfo:
         build_trunk("mae", **TINY_KW["mae"])
     assert "cannot reach huggingface.co" in str(excinfo.value)
@@ -279,12 +286,45 @@ def test_unreachable_hf_hub_uses_cache_only(monkeypatch):
     seen = []
 
     def cache_only_download(repo_id, filename, **kwargs):
-        seen.append(constants.HF_HUB_OFFLINE)
+        seen.append((repo_id, filename, kwargs["local_files_only"], kwargs["revision"]))
         raise huggingface_hub.errors.LocalEntryNotFoundError("not in the local cache")
 
     monkeypatch.setattr(zoo_weights, "_check_reachable", unreachable)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", cache_only_download)
-    with pytest.raises(zoo_weights.HubUnavailableError, match="not in the local cache"):
+    with pytest.raises(
+        zoo_weights.HubUnavailableError,
+        match="model.safetensors, pytorch_model.bin: not in the local Hugging Face cache and "
+        "cannot reach huggingface.co",
+    ):
         zoo_weights.download_hf("facebook/vit-msn-base")
-    assert seen == [True, True]
-    assert constants.HF_HUB_OFFLINE is False
+    assert seen == [
+        ("facebook/vit-msn-base", "model.safetensors", True, None),
+        ("facebook/vit-msn-base", "pytorch_model.bin", True, None),
+    ]
+    assert constants.HF_HUB_OFFLINE is False  # no global switch flipped
+    seen.clear()
+    monkeypatch.setattr(zoo_weights, "_check_reachable", lambda *a, **k: None)
+    with pytest.raises(zoo_weights.HubUnavailableError, match="LocalEntryNotFoundError"):
+        zoo_weights.download_hf("facebook/vit-msn-base@v2")
+    assert seen[0] == ("facebook/vit-msn-base", "model.safetensors", False, "v2")
+
+
+def test_timm_hub_weights_come_from_the_hf_file(monkeypatch, tmp_path):
+    import huggingface_hub
+    import safetensors.torch
+
+    src = timm.create_model("vit_tiny_patch16_224", num_classes=1000)
+    path = tmp_path / "model.safetensors"
+    safetensors.torch.save_file(src.state_dict(), str(path))
+    calls = []
+
+    def cached_download(repo_id, filename, **kwargs):
+        calls.append((repo_id, filename, kwargs["local_files_only"]))
+        return str(path)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", cached_download)
+    sd = zoo_weights.download_timm("vit_tiny_patch16_224.augreg_in21k_ft_in1k")
+    # offline in tests: the cache is asked, never the network
+    assert calls == [("timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", "model.safetensors", True)]
+    assert "head.weight" not in sd
+    assert torch.equal(sd["blocks.0.attn.qkv.weight"], src.state_dict()["blocks.0.attn.qkv.weight"])
