@@ -4,9 +4,7 @@ Frozen trunk by default; fine-tune with ``model.backbone.freeze=none`` (layer-wi
 0.7). 100 epochs at batch 16; a label fraction with ``dataloader.train.fraction=0.1``.
 """
 
-import math
-
-from .common.data.mgcls import NUM_TRAIN_IMAGES, dataloader
+from .common.data.mgcls import dataloader
 from .common.models.vitdet import model
 from .common.optim import AdamW as optimizer
 from .common.schedule import lr_multiplier
@@ -23,7 +21,9 @@ dataloader.train.total_batch_size = 16
 
 optimizer.params.lr_decay_rate = 0.7
 
-train.max_iter = math.ceil(100 * NUM_TRAIN_IMAGES / dataloader.train.total_batch_size)
-train.eval_period = train.max_iter // 10
-train.checkpoint_period = train.max_iter // 10
+# 100 epochs of the training set as loaded, evaluated and saved every tenth of the run
+train.max_iter = None
+train.epochs = 100
+train.eval_period = None
+train.checkpoint_period = None
 train.output_dir = "output/mgcls_dino_vitdet"

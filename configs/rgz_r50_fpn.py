@@ -4,9 +4,7 @@ Frozen trunk by default; fine-tune with ``model.backbone.freeze=none`` (BatchNor
 frozen). 100 epochs at batch 16, SGD as in Detectron2's FPN recipe.
 """
 
-import math
-
-from .common.data.rgz import NUM_TRAIN_IMAGES, dataloader
+from .common.data.rgz import dataloader
 from .common.models.fpn import model
 from .common.optim import SGD as optimizer
 from .common.schedule import lr_multiplier
@@ -21,7 +19,9 @@ dataloader.train.image_size = 224
 dataloader.test.image_size = 224
 dataloader.train.total_batch_size = 16
 
-train.max_iter = math.ceil(100 * NUM_TRAIN_IMAGES / dataloader.train.total_batch_size)
-train.eval_period = train.max_iter // 10
-train.checkpoint_period = train.max_iter // 10
+# 100 epochs of the training set as loaded, evaluated and saved every tenth of the run
+train.max_iter = None
+train.epochs = 100
+train.eval_period = None
+train.checkpoint_period = None
 train.output_dir = "output/rgz_r50_fpn"

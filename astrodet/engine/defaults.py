@@ -4,7 +4,7 @@ seed, resolved config) and the train / test procedures over a LazyConfig.
 A config has the roots ``model``, ``dataloader`` (``train``, ``test``, optional ``evaluator``),
 ``optimizer`` (whose ``params`` receives the built model, as in Detectron2), optional
 ``lr_multiplier`` (a callable of the training progress in ``[0, 1)``, e.g. an fvcore
-param scheduler) and ``train``: ``output_dir``, ``max_iter``, ``eval_period``,
+param scheduler) and ``train``: ``output_dir``, ``max_iter`` (or ``epochs``), ``eval_period``,
 ``checkpoint_period``, ``log_period``, ``seed``, ``device``, ``amp``, ``init_checkpoint``
 (and optionally ``checkpoint_max_keep``, ``grad_clip``, ``ddp``, ``num_threads``).
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import platform
 import socket
@@ -476,6 +477,50 @@ def load_for_eval(cfg: DictConfig, model: torch.nn.Module) -> Path:
     return Path(path)
 
 
+def resolve_schedule(train_cfg: Any, train_loader: Any) -> tuple[int, int, int]:
+    """Iterations and periods of a run: ``(max_iter, eval_period, checkpoint_period)``.
+
+    ``train.max_iter`` when set; otherwise ``ceil(train.epochs x training images / total
+    batch size)``, counted on the training set as loaded (after a label fraction and empty
+    images are dropped), so that "100 epochs" stays 100 epochs on any set. A period of
+    None is a tenth of the run.
+
+    Args:
+        train_cfg: the ``train`` node.
+        train_loader: the training loader (``dataset`` and ``total_batch_size``).
+
+    Raises:
+        ValueError: neither ``train.max_iter`` nor ``train.epochs``, or one not positive.
+    """
+    max_iter = _cfg_get(train_cfg, "max_iter")
+    epochs = _cfg_get(train_cfg, "epochs")
+    if max_iter is None:
+        if epochs is None or float(epochs) <= 0:
+            raise ValueError(
+                f"train.max_iter is None and train.epochs is {epochs!r}: set one of them"
+            )
+        images = len(train_loader.dataset)
+        batch = int(train_loader.total_batch_size)
+        max_iter = max(1, math.ceil(float(epochs) * images / batch))
+        logger.info(
+            "train.epochs=%g over %d training images at batch %d: %d iterations",
+            float(epochs),
+            images,
+            batch,
+            max_iter,
+        )
+    elif epochs is not None:
+        logger.info("train.max_iter=%s is set: train.epochs=%s is not used", max_iter, epochs)
+    max_iter = int(max_iter)
+    if max_iter <= 0:
+        raise ValueError(f"train.max_iter must be positive, got {max_iter}")
+    periods = []
+    for key in ("eval_period", "checkpoint_period"):
+        value = _cfg_get(train_cfg, key, 0)
+        periods.append(max(1, max_iter // 10) if value is None else int(value))
+    return max_iter, periods[0], periods[1]
+
+
 def do_train(cfg: DictConfig, *, resume: bool = False) -> dict[str, float]:
     """Train ``cfg.model`` on ``dataloader.train`` for ``train.max_iter`` iterations with
     periodic checkpoints and evaluations, then a final evaluation.
@@ -492,9 +537,9 @@ def do_train(cfg: DictConfig, *, resume: bool = False) -> dict[str, float]:
     t = cfg.train
     device = resolve_device(_cfg_get(t, "device"))
     output_dir = Path(t.output_dir)
-    max_iter = int(t.max_iter)
     # data first: a missing json or image fails before any model is built
     train_loader = instantiate(cfg.dataloader.train)
+    max_iter, eval_period, checkpoint_period = resolve_schedule(t, train_loader)
     model = build_model(cfg, device)
     optimizer = _build_optimizer(cfg, model)
     ddp_model = _create_ddp_model(model, cfg, device)
@@ -537,8 +582,8 @@ def do_train(cfg: DictConfig, *, resume: bool = False) -> dict[str, float]:
         [
             hooks.IterationTimer(),
             hooks.LRScheduler(scheduler, optimizer),
-            hooks.PeriodicCheckpointer(checkpointer, _cfg_get(t, "checkpoint_period", 0)),
-            hooks.EvalHook(_cfg_get(t, "eval_period", 0), evaluate),
+            hooks.PeriodicCheckpointer(checkpointer, checkpoint_period),
+            hooks.EvalHook(eval_period, evaluate),
             hooks.PeriodicWriter(writers, period=_cfg_get(t, "log_period", 20)) if main else None,
             hooks.ProgressBar() if main else None,
         ]

@@ -61,9 +61,28 @@ def test_experiment_loads(name):
     assert cfg.model.backbone.freeze == "none" and cfg.dataloader.train.fraction == 0.1
 
 
-def test_rgz_epochs_and_alias():
-    cfg = LazyConfig.load(CONFIGS / "rgz_dino_vitdet.py")
-    assert cfg.train.max_iter == 38382  # ceil(100 epochs * 6141 images / 16)
+def test_paper_epochs_follow_the_loaded_training_set():
+    from types import SimpleNamespace
+
+    from astrodet.engine.defaults import resolve_schedule
+
+    for name in ("rgz_dino_vitdet", "rgz_r50_fpn", "mgcls_dino_vitdet", "mgcls_r50_fpn"):
+        cfg = LazyConfig.load(CONFIGS / f"{name}.py")
+        assert cfg.train.max_iter is None and cfg.train.epochs == 100, name
+    # the paper's RGZ training split: 6141 images, batch 16
+    loader = SimpleNamespace(dataset=[None] * 6141, total_batch_size=16)
+    assert resolve_schedule(cfg.train, loader) == (38382, 3838, 3838)
+    # a 10 % label fraction trains 100 epochs of its own images
+    loader.dataset = [None] * 614
+    assert resolve_schedule(cfg.train, loader)[0] == 3838
+    LazyConfig.apply_overrides(cfg, ["train.max_iter=500", "train.eval_period=100"])
+    assert resolve_schedule(cfg.train, loader) == (500, 100, 50)
+    LazyConfig.apply_overrides(cfg, ["train.max_iter=None", "train.epochs=None"])
+    with pytest.raises(ValueError, match="set one of them"):
+        resolve_schedule(cfg.train, loader)
+
+
+def test_rgz_alias():
     alias = LazyConfig.load(CONFIGS / "mgclss_dino_vitdet.py")
     assert alias == LazyConfig.load(CONFIGS / "mgcls_dino_vitdet.py")
 

@@ -8,6 +8,5 @@ dataloader = coco_dataloader(
     folder=datasets_root() / "rgz", name="rgz", image_size=224, stretch=None
 )
 
-# Training images of the RGZ DR1 split used by the paper (ClaRAN's trainD1: 6141 images);
-# 100 epochs at batch 16 = ceil(100 * 6141 / 16) = 38382 iterations.
-NUM_TRAIN_IMAGES = 6141
+# The paper's RGZ DR1 training split (ClaRAN's trainD1) holds 6141 images: 100 epochs at
+# batch 16 are 38382 iterations, which train.epochs derives from the set as loaded.
