@@ -8,6 +8,7 @@ A probe data set ``NAME`` is a pair of registered catalog entries ``NAME_train``
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,11 +86,23 @@ def classification_datasets() -> list[str]:
 
 
 def check_dataset(name: str) -> str:
-    """Return ``name`` if it is a probe data set, else raise ValueError listing the valid ones."""
+    """The registered name of a probe data set: ``name`` itself, or for a folder of class
+    subfolders (see :mod:`astrodet.data.image_folder`) the name it is registered under.
+
+    Raises:
+        ValueError: neither; the message lists the valid names.
+    """
     valid = classification_datasets()
-    if name not in valid:
-        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(valid)}")
-    return name
+    if name in valid:
+        return name
+    if os.path.isdir(os.path.expanduser(name)):
+        from astrodet.data.image_folder import register_image_folder
+
+        return register_image_folder(name)
+    raise ValueError(
+        f"unknown dataset {name!r}; valid datasets: {', '.join(valid)}, or a folder of class "
+        "subfolders (ROOT/<class>/<images> or ROOT/{train,test}/<class>/<images>)"
+    )
 
 
 def check_model(name: str) -> str:
@@ -177,7 +190,7 @@ def load_split(
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    check_dataset(dataset)
+    dataset = check_dataset(dataset)
     DatasetCatalog, MetadataCatalog = _catalogs()
     name = f"{dataset}_{split}"
     dicts = list(DatasetCatalog.get(name))

@@ -58,7 +58,9 @@ __all__ = [
     "resolve_device",
 ]
 
-CACHE_VERSION = 1
+# Raised whenever the preprocessing changes what a key's features are (2: zscale falls back
+# to the full range when its limits collapse).
+CACHE_VERSION = 2
 _HASHES: dict[tuple, str] = {}
 
 
@@ -265,7 +267,7 @@ def extract_splits(
         ``{split: (features float32 (N, D), labels int64 (N,))}``.
     """
     check_model(model)
-    check_dataset(dataset)
+    dataset = check_dataset(dataset)
     stretch = resolve_stretch(dataset, stretch)
     kwargs = _effective_kwargs(model, image_size, model_kwargs)
     holder = _TrunkHolder(model, weights, feature, kwargs)
@@ -480,7 +482,9 @@ def dataset_arg(parser: argparse.ArgumentParser, default: str | None = None) -> 
         type=_dataset_name,
         default=default,
         required=default is None,
-        help="probe data set name" + (f" (default {default})" if default else ""),
+        help="probe data set name, or a folder of class subfolders of images (FITS, NPY, "
+        "PNG, ...): ROOT/<class>/ (80/20 split) or ROOT/{train,test}/<class>/"
+        + (f" (default {default})" if default else ""),
     )
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from astrodet.utils import prepare_output_dir
 
-from .datasets import AUTO, is_unbalanced, load_split
+from .datasets import AUTO, check_dataset, is_unbalanced, load_split
 from .features import add_feature_args, dataset_arg, extract_splits, feature_options, setup_logging
 from .heads import HEADS, PROTOCOLS, fit_predict, paper_epochs
 from .results import load_results, make_run, write_results
@@ -86,7 +86,7 @@ def run_linear_probe(
 
     Args:
         models: zoo model names.
-        dataset: probe data set name.
+        dataset: probe data set name, or a folder of class subfolders.
         fractions: label fractions of the training split, each in (0, 1].
         seeds: number of seeds (0..N-1) or the list of seeds.
         protocol: ``"fast"`` (closed-form shrinkage LDA), ``"logistic"`` (L-BFGS logistic
@@ -106,6 +106,7 @@ def run_linear_probe(
         raise ValueError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
+    dataset = check_dataset(dataset)
     fractions = [float(f) for f in fractions]
     for f in fractions:
         if not 0.0 < f <= 1.0:

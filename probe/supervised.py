@@ -289,7 +289,7 @@ def run_supervised(
     from .datasets import check_dataset, check_model
 
     check_model(model)
-    check_dataset(dataset)
+    dataset = check_dataset(dataset)
     fractions = [float(f) for f in fractions]
     seeds = resolve_seeds(seeds)
     output = Path(output or Path("output") / "probe" / f"{dataset}_supervised_{model}")

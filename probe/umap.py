@@ -16,7 +16,7 @@ import numpy as np
 
 from astrodet.utils import atomic_write_json
 
-from .datasets import is_unbalanced, load_split
+from .datasets import check_dataset, is_unbalanced, load_split
 from .features import add_feature_args, dataset_arg, extract_splits, feature_options, setup_logging
 
 logger = logging.getLogger(__name__)
@@ -127,6 +127,7 @@ def umap_grid(
     Returns:
         the PNG path.
     """
+    dataset = check_dataset(dataset)
     output = Path(output or Path("output") / "probe" / dataset)
     class_names = load_split(
         dataset, split, label_scheme=feature_kwargs.get("label_scheme")

@@ -150,13 +150,18 @@ def linear_stretch(
 def zscale_stretch(
     image: np.ndarray, *, contrast: float = 0.25, n_samples: int = 1000
 ) -> np.ndarray:
-    """IRAF zscale limits (astropy ``ZScaleInterval``), then linear."""
+    """IRAF zscale limits (astropy ``ZScaleInterval``), then linear; the full range where
+    the limits collapse (a constant background)."""
     from astropy.visualization import ZScaleInterval
 
     values = _finite_values(np.asarray(image))
     if values.size == 0:
         return np.zeros(np.shape(image), np.float32)
     lo, hi = ZScaleInterval(n_samples=n_samples, contrast=contrast).get_limits(values)
+    if hi <= lo:
+        # no noise to set limits from (e.g. a background clipped to a constant): the sources
+        # would vanish, so show the whole range instead
+        lo, hi = values.min(), values.max()
     return _rescale(image, float(lo), float(hi))
 
 

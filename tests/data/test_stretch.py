@@ -82,6 +82,16 @@ def test_log_keeps_faint_source_brighter_than_linear():
     )
 
 
+def test_zscale_of_a_noiseless_background_keeps_the_sources():
+    # a background clipped to 0 (as in FIRST cutouts) collapses the zscale limits
+    img = np.clip(_sky(), 0.004, None) - 0.004
+    out = apply_stretch(img, "zscale")
+    assert out[20, 20] == pytest.approx(1.0) and out[0, 0] == 0.0
+    assert 0.0 < out[35, 10] < 0.01
+    # with noise, zscale keeps its usual limits: the faint source saturates
+    assert apply_stretch(_sky(), "zscale")[35, 10] == pytest.approx(1.0)
+
+
 def test_hwc_joint_versus_per_channel():
     img = np.stack([np.linspace(0, 1, 64), np.linspace(0, 10, 64)], -1).reshape(8, 8, 2)
     img = np.concatenate([img, img[..., :1]], axis=-1).astype(np.float32)

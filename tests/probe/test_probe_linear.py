@@ -146,3 +146,32 @@ def test_real_sets_end_to_end(real_data, tmp_path, dataset, classes):
     )
     assert linear.main(args) == 0
     check_recomputed(tmp_path / "knn", n_runs=1, n_test=48)
+
+
+def test_sweep_on_a_folder_of_class_subfolders(tmp_path):
+    from PIL import Image
+
+    from astrodet.data import DatasetCatalog, MetadataCatalog
+
+    root = tmp_path / "Toy Folder"
+    rng = np.random.default_rng(0)
+    bar = np.zeros((16, 16))
+    bar[6:10] = 1.0
+    for split, n in (("train", 12), ("test", 6)):
+        for i in range(n):
+            for name, img in (("horizontal", bar), ("vertical", bar.T)):
+                path = root / split / name / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                noisy = np.clip(img + 0.3 * rng.random((16, 16)), 0, 1)
+                Image.fromarray((noisy * 255).astype(np.uint8)).save(path)
+    try:
+        args = sweep_args(str(root), tmp_path, "--fractions", "1.0", "--seeds", "1")
+        assert linear.main(args) == 0
+        res = check_recomputed(tmp_path / "out", n_runs=1, n_test=12)
+        assert res["dataset"] == "toy_folder"
+        assert res["class_names"] == ["horizontal", "vertical"]
+        assert res["runs"][0]["macro_f1"] > 0.8
+    finally:
+        for s in ("train", "test"):
+            DatasetCatalog.remove(f"toy_folder_{s}")
+            MetadataCatalog.remove(f"toy_folder_{s}")
