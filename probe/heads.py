@@ -316,8 +316,10 @@ def lda_predict(
         parts.append(_class_moments(xc[n_train:], yo[n_train:], num_classes))
     gram, sums, n = (sum(p[i] for p in parts) for i in range(3))
     std = np.sqrt(np.clip(np.diag(gram).astype(np.float64) / len(y), 0.0, None))
-    # constant features stay constant instead of blowing up
-    scale = np.where(std < 1e-6, 1.0, 1.0 / np.maximum(std, 1e-30))
+    # a constant feature is dropped (scale 0): what is left of it after centring is the
+    # rounding error of its float32 mean, which scaling to unit variance would blow up
+    constant = std <= 1e-6 + 1e-5 * np.abs(mean.astype(np.float64))
+    scale = np.where(constant, 0.0, 1.0 / np.maximum(std, 1e-30))
     best = shrinkages[0] if len(shrinkages) == 1 else DEFAULT_SHRINKAGE
     if split is not None:
         best_score = -math.inf
@@ -333,6 +335,11 @@ def lda_predict(
             score = _macro_f1(yo[n_train:], pred, num_classes)
             if score > best_score + 1e-9:
                 best_score, best = score, shrinkage
+        if best_score == -math.inf:
+            raise ValueError(
+                f"no shrinkage in {tuple(shrinkages)} gives a positive definite within-class "
+                "covariance; include a larger one"
+            )
     moments = _standardised_lda_moments(gram, sums, n, scale)
     fit = _lda_solve(moments, scale=scale, shrinkage=best, log_prior=log_prior)
     if fit is None:
@@ -341,7 +348,8 @@ def lda_predict(
             "definite; try --protocol logistic"
         )
     weight, bias = fit
-    logits = np.asarray(test_x, dtype=np.float32) @ weight + (bias - mean @ weight)
+    # centre first: large offsets times the weights would cancel only up to rounding
+    logits = (np.asarray(test_x, dtype=np.float32) - mean) @ weight + bias
     return logits.argmax(1), {"shrinkage": best}
 
 
