@@ -104,10 +104,18 @@ def _weights_id(source: str) -> str:
 
 
 def _fingerprint(split: ProbeSplit) -> str:
-    """A hash of the split's entries: ids, labels, file names, and pixels held in memory."""
+    """A hash of the split's entries: ids, labels, file names with their size and
+    modification time (a file rewritten in place is a new entry), and pixels held in memory."""
     h = hashlib.sha256()
     for d, label in zip(split.dicts, split.labels):
-        h.update(f"{d.get('image_id')}|{int(label)}|{d.get('file_name', '')}|".encode())
+        name = d.get("file_name", "")
+        h.update(f"{d.get('image_id')}|{int(label)}|{name}|".encode())
+        if name:
+            try:
+                st = os.stat(name)
+                h.update(f"{st.st_size}|{st.st_mtime_ns}|".encode())
+            except OSError:
+                pass  # reading the image reports it
         if "image" in d:
             image = np.ascontiguousarray(d["image"])
             h.update(f"{image.shape}{image.dtype}".encode())

@@ -192,3 +192,34 @@ def test_cache_root_resolution(monkeypatch, tmp_path):
     monkeypatch.setenv("ASTRODET_CACHE", str(tmp_path / "c"))
     assert pf.cache_root() == tmp_path / "c"
     assert pf.cache_root(tmp_path / "x") == tmp_path / "x"
+
+
+def test_image_rewritten_in_place_is_recomputed(tmp_path, calls):
+    import os
+
+    from PIL import Image
+
+    from astrodet.data import DatasetCatalog, MetadataCatalog
+
+    root = tmp_path / "rewrite_folder"
+    for c in ("a", "b"):
+        for i in range(5):
+            path = root / c / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((8, 8), 20 * i, np.uint8)).save(path)
+    try:
+        kw = dict(dataset=str(root), image_size=16)
+        extract(tmp_path / "cache", **kw)
+        first = calls["n"]
+        extract(tmp_path / "cache", **kw)
+        assert calls["n"] == first  # cached
+        path = root / "a" / "0.png"
+        stat = path.stat()
+        Image.fromarray(np.full((8, 8), 255, np.uint8)).save(path)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        extract(tmp_path / "cache", **kw)
+        assert calls["n"] > first  # same name, new content: recomputed
+    finally:
+        for s in ("train", "test"):
+            DatasetCatalog.remove(f"rewrite_folder_{s}")
+            MetadataCatalog.remove(f"rewrite_folder_{s}")
