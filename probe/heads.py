@@ -296,6 +296,9 @@ def lda_predict(
     Returns:
         (predicted test labels, info with the chosen ``shrinkage``).
     """
+    bad = [g for g in shrinkages if not 0.0 <= g <= 1.0]
+    if not shrinkages or bad:
+        raise ValueError(f"shrinkages must be in [0, 1], got {tuple(shrinkages)}")
     x = np.asarray(train_x, dtype=np.float32)
     y = np.asarray(train_y, dtype=np.int64)
     mean = x.mean(0)

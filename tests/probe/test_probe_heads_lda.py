@@ -225,3 +225,6 @@ def test_a_grid_without_a_usable_shrinkage_is_an_error():
     x, y, xt, _ = gaussian_classes([20] * 2, [5] * 2, 100, seed=1, sep=0.5)
     with pytest.raises(ValueError, match="include a larger one"):
         lda_predict(x, y, xt, num_classes=2, balanced=False, shrinkages=(0.0, 0.0))
+    for grid in ((), (0.5, 1.5), (-0.1,)):
+        with pytest.raises(ValueError, match=r"shrinkages must be in \[0, 1\]"):
+            lda_predict(x, y, xt, num_classes=2, balanced=False, shrinkages=grid)
