@@ -19,7 +19,7 @@ import numpy as np
 
 from astrodet.utils import prepare_output_dir
 
-from .datasets import AUTO, check_dataset, is_unbalanced, load_split
+from .datasets import AUTO, check_dataset, is_unbalanced, load_split, resolve_stretch
 from .features import add_feature_args, dataset_arg, extract_splits, feature_options, setup_logging
 from .heads import HEADS, PROTOCOLS, fit_predict, paper_epochs
 from .results import load_results, make_run, write_results
@@ -122,6 +122,8 @@ def run_linear_probe(
         "seeds": seeds,
         "epochs": epochs if protocol == "paper" and head == "linear" else None,
         **{k: v for k, v in feature_kwargs.items() if k not in ("device", "num_workers")},
+        # the stretch applied, not "auto"
+        "stretch": resolve_stretch(dataset, feature_kwargs.get("stretch", AUTO)),
     }
     runs: list[dict] = []
     if resume and (output / "results.json").exists():

@@ -169,6 +169,7 @@ def test_sweep_on_a_folder_of_class_subfolders(tmp_path):
         assert linear.main(args) == 0
         res = check_recomputed(tmp_path / "out", n_runs=1, n_test=12)
         assert res["dataset"] == "toy_folder"
+        assert res["settings"]["stretch"] is None  # PNGs: already display images
         assert res["class_names"] == ["horizontal", "vertical"]
         assert res["runs"][0]["macro_f1"] > 0.8
     finally:
