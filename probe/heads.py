@@ -7,6 +7,7 @@ All take train features/labels and test features and return predicted test label
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 
@@ -67,14 +68,10 @@ def _device(device) -> torch.device:
     return torch.device(device)
 
 
-_BLAS = None
-
-
-def _blas_controller():
-    global _BLAS
-    if _BLAS is None:  # finding the BLAS libraries takes milliseconds: do it once
-        _BLAS = threadpoolctl.ThreadpoolController()
-    return _BLAS
+@functools.cache
+def _blas_controller() -> threadpoolctl.ThreadpoolController:
+    # finding the BLAS libraries takes milliseconds: do it once
+    return threadpoolctl.ThreadpoolController()
 
 
 @contextlib.contextmanager
@@ -169,6 +166,21 @@ def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float
     return float(np.mean(f1))
 
 
+def _best_on_validation(candidates, fit_and_score):
+    """The candidate whose fit scores highest on the validation split; ties keep the
+    earlier one. ``fit_and_score(candidate)`` returns ``(score, fit)``, or None to skip it.
+
+    Returns:
+        ``(candidate, fit)``, or None when every candidate was skipped.
+    """
+    best = None
+    for candidate in candidates:
+        scored = fit_and_score(candidate)
+        if scored is not None and (best is None or scored[0] > best[0] + 1e-9):
+            best = (scored[0], candidate, scored[1])
+    return None if best is None else best[1:]
+
+
 def lbfgs_logistic_predict(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -201,17 +213,18 @@ def lbfgs_logistic_predict(
     best_c, init = (c_grid[0] if len(c_grid) == 1 else 1.0), None
     if split is not None:
         tr, va = (torch.from_numpy(i).to(dev) for i in split)
-        # validation scores weigh classes equally (macro F1), whatever the class counts
-        best_score = -math.inf
-        for C in c_grid:
-            init = _fit_lbfgs(
-                x[tr], y[tr], w, C=C, num_classes=num_classes, init=init, max_iter=GRID_MAX_ITER
+        previous = None
+
+        def fit_and_score(C):
+            nonlocal previous  # each grid fit starts from the one before
+            previous = _fit_lbfgs(
+                x[tr], y[tr], w, C=C, num_classes=num_classes, init=previous, max_iter=GRID_MAX_ITER
             )
-            pred = (x[va] @ init[0] + init[1]).argmax(1).cpu().numpy()
-            score = _macro_f1(train_y[split[1]], pred, num_classes)
-            if score > best_score + 1e-9:
-                best_score, best_c, best_init = score, C, init
-        init = best_init
+            pred = (x[va] @ previous[0] + previous[1]).argmax(1).cpu().numpy()
+            # macro F1 weighs classes equally, whatever the class counts
+            return _macro_f1(train_y[split[1]], pred, num_classes), previous
+
+        best_c, init = _best_on_validation(c_grid, fit_and_score)
     weight, bias = _fit_lbfgs(
         x, y, w, C=best_c, num_classes=num_classes, init=init, max_iter=FINAL_MAX_ITER
     )
@@ -325,24 +338,25 @@ def lda_predict(
     scale = np.where(constant, 0.0, 1.0 / np.maximum(std, 1e-30))
     best = shrinkages[0] if len(shrinkages) == 1 else DEFAULT_SHRINKAGE
     if split is not None:
-        best_score = -math.inf
         moments = _standardised_lda_moments(*parts[0], scale)
-        for shrinkage in shrinkages:
+
+        def fit_and_score(shrinkage):
             # single precision ranks the grid points as well, in half the time
             fit = _lda_solve(
                 moments, scale=scale, shrinkage=shrinkage, log_prior=log_prior, dtype=np.float32
             )
             if fit is None:
-                continue
+                return None
             pred = (xc[n_train:] @ fit[0] + fit[1]).argmax(1)
-            score = _macro_f1(yo[n_train:], pred, num_classes)
-            if score > best_score + 1e-9:
-                best_score, best = score, shrinkage
-        if best_score == -math.inf:
+            return _macro_f1(yo[n_train:], pred, num_classes), None
+
+        chosen = _best_on_validation(shrinkages, fit_and_score)
+        if chosen is None:
             raise ValueError(
                 f"no shrinkage in {tuple(shrinkages)} gives a positive definite within-class "
                 "covariance; include a larger one"
             )
+        best = chosen[0]
     moments = _standardised_lda_moments(gram, sums, n, scale)
     fit = _lda_solve(moments, scale=scale, shrinkage=best, log_prior=log_prior)
     if fit is None:
