@@ -327,6 +327,18 @@ def run_supervised(
     if resume and (output / "results.json").exists():
         runs = [r for r in load_results(output)["runs"] if (output / r["predictions"]).is_file()]
     done = {(r["model"], float(r["fraction"]), int(r["seed"])) for r in runs}
+
+    def save() -> Path:
+        return write_results(
+            output,
+            dataset=dataset,
+            protocol="supervised",
+            head="linear",
+            class_names=train.class_names,
+            runs=runs,
+            settings=settings,
+        )
+
     for fraction in fractions:
         for seed in seeds:
             run_dir = output / "runs" / _safe(model) / f"f{fraction:g}_s{seed}"
@@ -390,25 +402,8 @@ def run_supervised(
                 run["accuracy"],
                 state["train_seconds"],
             )
-            write_results(
-                output,
-                dataset=dataset,
-                protocol="supervised",
-                head="linear",
-                class_names=train.class_names,
-                runs=runs,
-                settings=settings,
-            )
-    path = write_results(
-        output,
-        dataset=dataset,
-        protocol="supervised",
-        head="linear",
-        class_names=train.class_names,
-        runs=runs,
-        settings=settings,
-    )
-    return load_results(path)
+            save()
+    return load_results(save())
 
 
 def main(argv: list[str] | None = None) -> int:
