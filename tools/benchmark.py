@@ -1149,65 +1149,43 @@ def run_benchmark(
         results["notes"] = _notes(s, results, quick)
         atomic_write_json(output / "benchmark.json", results)
 
-    parts: list[tuple[str, Callable[[], dict]]] = []
-    if "features" in s["only"]:
-        parts.append(
-            (
-                "features",
-                lambda: bench_features(
-                    model=s["feature_model"],
-                    n_images=s["feature_images"],
-                    batch_size=s["feature_batch_size"],
-                    image_size=s["feature_image_size"],
-                    repeats=s["repeats"],
-                    device=device,
-                    model_kwargs=s["feature_model_kwargs"],
-                ),
-            )
-        )
-    if "probe" in s["only"]:
-        parts.append(
-            (
-                "probe",
-                lambda: bench_probe(
-                    n_train=s["probe_train"],
-                    n_test=s["probe_test"],
-                    epochs=s["probe_epochs"],
-                    fractions=s["probe_fractions"],
-                    seeds=range(s["probe_seeds"]),
-                    device=device,
-                    seed=s["seed"],
-                ),
-            )
-        )
-    if "detection" in s["only"]:
-        parts.append(
-            (
-                "detection",
-                lambda: bench_detection(
-                    backbones=s["det_backbones"],
-                    sizes=s["det_sizes"],
-                    batch_size=s["det_batch"],
-                    warmup=s["det_warmup"],
-                    iters=s["det_iters"],
-                    device=device,
-                    tiny=s["det_tiny"],
-                    seed=s["seed"],
-                ),
-            )
-        )
-    if "eval" in s["only"]:
-        parts.append(
-            (
-                "eval",
-                lambda: bench_eval(
-                    n_images=s["eval_images"],
-                    boxes_per_image=s["eval_boxes"],
-                    repeats=s["repeats"],
-                    seed=s["seed"],
-                ),
-            )
-        )
+    runners: dict[str, Callable[[], dict]] = {
+        "features": lambda: bench_features(
+            model=s["feature_model"],
+            n_images=s["feature_images"],
+            batch_size=s["feature_batch_size"],
+            image_size=s["feature_image_size"],
+            repeats=s["repeats"],
+            device=device,
+            model_kwargs=s["feature_model_kwargs"],
+        ),
+        "probe": lambda: bench_probe(
+            n_train=s["probe_train"],
+            n_test=s["probe_test"],
+            epochs=s["probe_epochs"],
+            fractions=s["probe_fractions"],
+            seeds=range(s["probe_seeds"]),
+            device=device,
+            seed=s["seed"],
+        ),
+        "detection": lambda: bench_detection(
+            backbones=s["det_backbones"],
+            sizes=s["det_sizes"],
+            batch_size=s["det_batch"],
+            warmup=s["det_warmup"],
+            iters=s["det_iters"],
+            device=device,
+            tiny=s["det_tiny"],
+            seed=s["seed"],
+        ),
+        "eval": lambda: bench_eval(
+            n_images=s["eval_images"],
+            boxes_per_image=s["eval_boxes"],
+            repeats=s["repeats"],
+            seed=s["seed"],
+        ),
+    }
+    parts = [(name, runners[name]) for name in SECTIONS if name in s["only"]]
     if device.type == "cuda" and ("features" in s["only"] or "detection" in s["only"]):
         parts.append(("gpu", lambda: bench_gpu_features(device=device, repeats=s["repeats"])))
     for name, fn in tqdm(parts, desc="benchmark", unit="part"):
