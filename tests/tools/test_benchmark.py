@@ -161,7 +161,7 @@ def test_unknown_part_is_an_error(bench, capsys):
 
 
 def test_synthetic_coco_predictions_are_noisy_copies(bench):
-    gt, results = bench.synthetic_coco(n_images=3, boxes_per_image=4, seed=1)
+    gt, results = bench.evaluation.synthetic_coco(n_images=3, boxes_per_image=4, seed=1)
     assert len(gt["images"]) == 3 and len(gt["annotations"]) == 12
     ids = {img["id"] for img in gt["images"]}
     assert {r["image_id"] for r in results} <= ids
