@@ -152,7 +152,8 @@ class _TrunkHolder:
         w = str(self.weights)
         if w == "none":
             return "none"
-        if w not in (AUTO, "hub"):
+        hub_id = w.partition(":")[0] in ("hf", "timm", "torchvision") and not Path(w).exists()
+        if w not in (AUTO, "hub") and not hub_id:
             if not Path(w).is_file():
                 raise FileNotFoundError(f"weights file {w} not found")
             return "sha256:" + file_sha256(w)
@@ -429,8 +430,8 @@ def add_feature_args(parser: argparse.ArgumentParser, *, multi_model: bool = Fal
     parser.add_argument(
         "--weights",
         default=AUTO,
-        help="'auto' ($ASTRODET_WEIGHTS, then the hub), 'hub', 'none' (random init) or a "
-        "checkpoint path (default: auto)",
+        help="'auto' ($ASTRODET_WEIGHTS, then the hub), 'hub', 'none' (random init), a hub "
+        "id (e.g. hf:facebook/dinov2-base) or a checkpoint path (default: auto)",
     )
     parser.add_argument("--image-size", type=int, default=224, help="input size (default 224)")
     parser.add_argument(

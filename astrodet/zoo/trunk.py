@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 # Slack for rounding in stretches and resampling before an input is called out of range.
 _RANGE_TOL = 1e-2
 _KEYWORDS = ("auto", "hub", "none")
+_HUB_PROVIDERS = ("hf", "timm", "torchvision")
 
 
 class Trunk(nn.Module):
@@ -138,24 +139,27 @@ def _load_file(entry: ZooEntry, model: nn.Module, path: Path) -> str:
         )
     if not path.is_file():
         raise _weights.WeightsNotFoundError(
-            f"checkpoint file {str(path)!r} does not exist (weights takes a file path or one of "
-            f"{', '.join(repr(k) for k in _KEYWORDS)})"
+            f"checkpoint file {str(path)!r} does not exist (weights takes a file path, a hub id "
+            f"such as 'hf:facebook/dinov2-base', or one of {', '.join(repr(k) for k in _KEYWORDS)})"
         )
     _load_into(entry, model, _weights.read_checkpoint(path), str(path))
     return str(path)
 
 
-def _load_hub(entry: ZooEntry, model: nn.Module) -> str:
+def _load_hub(entry: ZooEntry, model: nn.Module, hub: str | None = None) -> str:
     info = entry.info
-    if info.hub is None:
+    hub = hub or info.hub
+    if hub is None:
         raise _weights.WeightsNotFoundError(_weights.not_found_message(info))
-    source = f"hub:{info.hub}"
+    source = f"hub:{hub}"
     try:
-        raw = _weights.fetch_hub(info.hub)
+        raw = _weights.fetch_hub(hub)
     except Exception as exc:
         # Whatever the download library raised (no network, not cached, server error) ends
         # here as the one message that says where the weights can come from instead.
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if hub != info.hub:
+            raise _weights.WeightsNotFoundError(f"{source}: {reason}") from exc
         raise _weights.WeightsNotFoundError(_weights.not_found_message(info, reason)) from exc
     _load_into(entry, model, raw, source)
     return source
@@ -164,7 +168,8 @@ def _load_hub(entry: ZooEntry, model: nn.Module) -> str:
 def _resolve_and_load(entry: ZooEntry, model: nn.Module, weights: str | os.PathLike) -> str:
     if not isinstance(weights, (str, os.PathLike)):
         raise TypeError(
-            f"weights must be 'auto', 'hub', 'none' or a file path, got {type(weights).__name__}"
+            f"weights must be 'auto', 'hub', 'none', '<provider>:<id>' or a file path, "
+            f"got {type(weights).__name__}"
         )
     key = os.fspath(weights)
     if key == "none":
@@ -177,7 +182,11 @@ def _resolve_and_load(entry: ZooEntry, model: nn.Module, weights: str | os.PathL
         if local is not None:
             return _load_file(entry, model, local)
         return _load_hub(entry, model)
-    return _load_file(entry, model, Path(key).expanduser())
+    path = Path(key).expanduser()
+    # Other hub weights by id, e.g. "hf:facebook/dinov2-base"; an existing file wins.
+    if key.partition(":")[0] in _HUB_PROVIDERS and not path.exists():
+        return _load_hub(entry, model, key)
+    return _load_file(entry, model, path)
 
 
 def _built_info(info: ModelInfo, model: nn.Module, feature: str) -> ModelInfo:
@@ -206,7 +215,9 @@ def build_trunk(
     Args:
         name: a name from :func:`list_models` or ``"timm:<timm model name>"``.
         weights: ``"auto"`` (``$ASTRODET_WEIGHTS/<official file>``, then the hub), a
-            checkpoint path (any layout the family converts), ``"hub"``, or ``"none"`` for a
+            checkpoint path (any layout the family converts), ``"hub"`` (the family's hub
+            weights), other hub weights by id (``"hf:facebook/dinov2-base"``,
+            ``"timm:<name.tag>"``, ``"torchvision:<Weights.NAME>"``), or ``"none"`` for a
             random initialisation.
         feature: probe feature, default the family's (``"cls"`` for ViTs, ``"mean"`` of patch
             tokens is the alternative; ``"avgpool"`` for ResNets).

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -114,11 +114,17 @@ _HF_BLOCK_PARTS = {
     "mlp.fc2": "mlp.fc2",
     "layernorm_before": "norm1",
     "layernorm_after": "norm2",
+    # Dinov2Model names its norms as timm does and adds LayerScale
+    "norm1": "norm1",
+    "norm2": "norm2",
 }
+# Dinov2Model's LayerScale (one vector, no bias) -> timm's LayerScale modules.
+_HF_LAYER_SCALE = {"layer_scale1.lambda1": "ls1.gamma", "layer_scale2.lambda1": "ls2.gamma"}
 
 
 def is_hf_vit(state_dict: Mapping[str, Any]) -> bool:
-    """True for the Hugging Face ViT / ViT-MSN / ViT-MAE layout (with or without ``vit.``)."""
+    """True for the Hugging Face ViT / ViT-MSN / ViT-MAE / DINOv2 layout (with or without
+    ``vit.``)."""
     return any(
         k.startswith(("embeddings.patch_embeddings.", "vit.embeddings.patch_embeddings."))
         for k in state_dict
@@ -126,7 +132,8 @@ def is_hf_vit(state_dict: Mapping[str, Any]) -> bool:
 
 
 def hf_vit_to_timm(state_dict: Mapping[str, Any], *, source: str = "checkpoint") -> dict:
-    """Convert a Hugging Face ViT state dict to timm ``VisionTransformer`` names.
+    """Convert a Hugging Face ViT state dict (``ViTModel``, ``ViTMSNModel``, ``ViTMAEModel``,
+    ``Dinov2Model``) to timm ``VisionTransformer`` names.
 
     Separate query/key/value projections are stacked into timm's fused ``qkv``. Keys outside
     the encoder (``decoder.``, ``classifier.``, ``pooler.``) are kept as they are, for the
@@ -151,6 +158,9 @@ def hf_vit_to_timm(state_dict: Mapping[str, Any], *, source: str = "checkpoint")
             out[key] = value
             continue
         index, rest = int(match.group(1)), match.group(2)
+        if rest in _HF_LAYER_SCALE:
+            out[f"blocks.{index}.{_HF_LAYER_SCALE[rest]}"] = value
+            continue
         part, _, param = rest.rpartition(".")
         name = _HF_BLOCK_PARTS.get(part)
         if name is None:
@@ -172,10 +182,23 @@ def hf_vit_to_timm(state_dict: Mapping[str, Any], *, source: str = "checkpoint")
 # --- position embedding -----------------------------------------------------------------
 
 
-def adapt_pos_embed(state_dict: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+# ``resample(pos_embed, new_size=(h, w), old_size=(h, w), num_prefix_tokens=n)`` -> pos_embed
+PosEmbedResampler = Callable[..., torch.Tensor]
+
+
+def adapt_pos_embed(
+    state_dict: dict[str, Any], model: nn.Module, *, resample: PosEmbedResampler | None = None
+) -> dict[str, Any]:
     """Resample a checkpoint's ``pos_embed`` to the grid of ``model`` (e.g. DINOv2's 37x37
     grid at 518 px to 16x16 at 224 px). Anything that is not a square grid of the same width
-    is left for the strict loader to report."""
+    is left for the strict loader to report.
+
+    Args:
+        state_dict: timm-named weights.
+        model: the timm ViT they are loaded into.
+        resample: the family's own resampling (DINOv2 has one); default timm's
+            ``resample_abs_pos_embed`` (bicubic, antialiased).
+    """
     value = state_dict.get("pos_embed")
     target = getattr(model, "pos_embed", None)
     if not isinstance(value, torch.Tensor) or target is None or value.shape == target.shape:
@@ -187,12 +210,13 @@ def adapt_pos_embed(state_dict: dict[str, Any], model: nn.Module) -> dict[str, A
     side = int(round(old_tokens**0.5))
     if side * side != old_tokens:
         return state_dict
-    from timm.layers import resample_abs_pos_embed
+    if resample is None:
+        from timm.layers import resample_abs_pos_embed as resample
 
-    new_size = tuple(model.patch_embed.grid_size)
+    new_size = tuple(int(g) for g in model.patch_embed.grid_size)
     logger.info("resampling pos_embed from a %dx%d grid to %dx%d", side, side, *new_size)
     state_dict = dict(state_dict)
-    state_dict["pos_embed"] = resample_abs_pos_embed(
+    state_dict["pos_embed"] = resample(
         value.float(), new_size=list(new_size), old_size=[side, side], num_prefix_tokens=prefix
     )
     return state_dict

@@ -173,3 +173,58 @@ def hf_to_legacy(state: dict) -> dict:
             break
         out[key] = value
     return out
+
+
+# --- DINOv2 ---------------------------------------------------------------------------------
+
+
+def _keys_cubic(x: torch.Tensor, a: float = -0.75) -> torch.Tensor:
+    """Keys' cubic convolution kernel (a = -0.75, as PyTorch's bicubic uses)."""
+    x = x.abs()
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return torch.where(x <= 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
+
+
+def _cubic_matrix(old: int, new: int, offset: float) -> torch.Tensor:
+    """new x old weights: output i samples the input at (i + 0.5) * old / (new + offset) - 0.5,
+    four taps clamped at the borders, no antialiasing."""
+    weights = torch.zeros(new, old, dtype=torch.float64)
+    for i in range(new):
+        src = (i + 0.5) * old / (new + offset) - 0.5
+        base = int(torch.floor(torch.tensor(src)))
+        for tap in range(base - 1, base + 3):
+            w = _keys_cubic(torch.tensor(src - tap, dtype=torch.float64))
+            weights[i, min(max(tap, 0), old - 1)] += w
+    return weights
+
+
+def dinov2_pos_embed_reference(pos_embed: torch.Tensor, old: int, new: int) -> torch.Tensor:
+    """DINOv2's position-embedding interpolation from its description: CLS token kept, the
+    old x old grid resampled to new x new by bicubic convolution with the scale factor
+    (new + 0.1) / old, without antialiasing. Written as two matrix products."""
+    cls, grid = pos_embed[:, :1].double(), pos_embed[0, 1:].double()
+    dim = grid.shape[-1]
+    grid = grid.reshape(old, old, dim)
+    m = _cubic_matrix(old, new, 0.1)
+    out = torch.einsum("ia,abc,jb->ijc", m, grid, m).reshape(1, new * new, dim)
+    return torch.cat([cls, out], dim=1).float()
+
+
+# transformers >= 5 Dinov2Model names -> the classic names stored in hub files
+# (facebook/dinov2-base: encoder.layer.N.attention.attention.query ...).
+_DINOV2_LEGACY = {
+    "attention.q_proj.": "attention.attention.query.",
+    "attention.k_proj.": "attention.attention.key.",
+    "attention.v_proj.": "attention.attention.value.",
+    "attention.o_proj.": "attention.output.dense.",
+}
+
+
+def dinov2_hf_to_legacy(state: dict) -> dict:
+    out = {}
+    for key, value in state.items():
+        for new, old in _DINOV2_LEGACY.items():
+            key = key.replace(new, old)
+        out[key] = value
+    return out
