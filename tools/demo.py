@@ -161,11 +161,6 @@ def main(argv: list[str] | None = None) -> int:
             "tools/visualize_predictions.py",
             "--run",
             str(runs["finetuned"]),
-            # the synthetic configs load the sky by name, so its files are named here
-            "--json-file",
-            str(sky / "test" / "annotations.json"),
-            "--image-root",
-            str(sky / "test" / "images"),
             "--n",
             "4",
             "--out",

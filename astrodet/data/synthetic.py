@@ -57,6 +57,7 @@ __all__ = [
     "generate_rgz",
     "generate_sky",
     "load_synthetic",
+    "load_synthetic_coco",
     "make_galaxy",
     "make_radio_field",
     "make_rgz_cutout",
@@ -645,6 +646,43 @@ def load_synthetic(
     from astrodet.data.coco import load_coco_json
 
     return load_coco_json(folder / "annotations.json", folder / "images")
+
+
+def _default_kind(json_file: str | os.PathLike) -> str | None:
+    """The detection kind whose default place (``datasets_root()/synthetic/<kind>/<split>``)
+    holds ``json_file``, else None."""
+    path = Path(json_file).expanduser().resolve()
+    root = (datasets_root() / "synthetic").resolve()
+    for kind in ("sky", "rgz"):
+        if path in {root / kind / split / "annotations.json" for split in ("train", "test")}:
+            return kind
+    return None
+
+
+def load_synthetic_coco(
+    json_file: str | os.PathLike,
+    image_root: str | os.PathLike,
+    dataset_name: str | None = None,
+    **kwargs,
+) -> list[dict]:
+    """:func:`~astrodet.data.coco.load_coco_json` that generates a simulated set first when
+    ``json_file`` is its default place and the set is not there yet.
+
+    The synthetic configs read their data through this, so they take ``json_file`` and
+    ``image_root`` like every other detection config: left at the default they train on the
+    simulated sky (made on first use, as :func:`ensure_synthetic` does); pointed at another
+    COCO set they read that set and generate nothing.
+
+    Args:
+        json_file, image_root, dataset_name: as for ``load_coco_json``.
+        kwargs: passed to ``load_coco_json`` (``return_summary``).
+    """
+    from astrodet.data.coco import load_coco_json
+
+    kind = _default_kind(json_file)
+    if kind is not None:
+        ensure_synthetic(kind)
+    return load_coco_json(json_file, image_root, dataset_name, **kwargs)
 
 
 # --------------------------------------------------------------------------- command line

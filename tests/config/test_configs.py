@@ -10,8 +10,10 @@ from astrodet.config import LazyConfig, instantiate
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 EXPERIMENTS = sorted(p.name for p in CONFIGS.glob("*.py"))
 CONTRACT_KEYS = [
-    "dataloader.train.dataset",
-    "dataloader.test.dataset",
+    "dataloader.train.dataset.json_file",
+    "dataloader.train.dataset.image_root",
+    "dataloader.test.dataset.json_file",
+    "dataloader.test.dataset.image_root",
     "dataloader.train.total_batch_size",
     "dataloader.train.fraction",
     "model.backbone.freeze",
@@ -47,9 +49,11 @@ def test_experiment_loads(name):
     assert {"model", "dataloader", "optimizer", "lr_multiplier", "train"} <= set(cfg)
     for key in CONTRACT_KEYS:
         _get(cfg, key)
+    for split in ("train", "test"):
+        dataset = _get(cfg, f"dataloader.{split}.dataset")
+        assert dataset.json_file.endswith(f"{split}/annotations.json")
+        assert dataset.image_root.endswith(f"{split}/images")
     if not name.startswith("synthetic"):
-        assert _get(cfg, "dataloader.train.dataset.json_file").endswith("train/annotations.json")
-        assert _get(cfg, "dataloader.test.dataset.json_file").endswith("test/annotations.json")
         size = 224 if name.startswith("rgz") else 512
         assert cfg.model.image_size == size
         if "vitdet" in name:
@@ -126,3 +130,67 @@ def test_build_fpn_and_small_configs():
     vit = model.backbone.trunk.model
     assert len(vit.blocks) == 4 and vit.embed_dim == 192
     assert all(p.requires_grad for p in model.parameters())
+
+
+def _tiny_coco(folder: Path, *, n: int, seed: int) -> None:
+    """``n`` simulated 64 px fields as a COCO set (annotations.json + images/) in ``folder``."""
+    import numpy as np
+
+    from astrodet.data.coco import save_coco_json
+    from astrodet.data.synthetic import generate_sky
+
+    images, dicts = generate_sky(n, seed=seed, size=64, mean_compact=3.0, mean_extended=0.0)
+    (folder / "images").mkdir(parents=True)
+    out = []
+    for img, d in zip(images, dicts):
+        np.save(folder / "images" / f"own{d['image_id']}.npy", img)
+        out.append(
+            {k: v for k, v in d.items() if k != "info"} | {"file_name": f"own{d['image_id']}.npy"}
+        )
+    save_coco_json(folder / "annotations.json", out, ["blob"])
+
+
+@pytest.mark.parametrize("name", [n for n in EXPERIMENTS if n.startswith("synthetic")])
+def test_synthetic_config_reads_another_coco_set(name, tmp_path, monkeypatch):
+    """json_file/image_root overrides point a synthetic config at the user's COCO set; the
+    simulated sky is not generated then."""
+    root = tmp_path / "datasets"
+    monkeypatch.setenv("ASTRODET_DATASETS", str(root))
+    own = tmp_path / "own"
+    _tiny_coco(own / "train", n=3, seed=1)
+    _tiny_coco(own / "test", n=2, seed=2)
+    cfg = LazyConfig.load(CONFIGS / name)
+    LazyConfig.apply_overrides(
+        cfg,
+        [
+            f"dataloader.{s}.dataset.{k}={own / s / v}"
+            for s in ("train", "test")
+            for k, v in (("json_file", "annotations.json"), ("image_root", "images"))
+        ],
+    )
+    for split, n in (("train", 3), ("test", 2)):
+        dicts = instantiate(_get(cfg, f"dataloader.{split}.dataset"))
+        assert len(dicts) == n
+        assert all(Path(d["file_name"]).parent == own / split / "images" for d in dicts)
+    assert not root.exists()  # nothing simulated
+    # the evaluator takes the class names from the test json
+    from astrodet.engine.defaults import build_evaluator
+
+    evaluator = build_evaluator(cfg, instantiate(cfg.dataloader.test.dataset), tmp_path / "ev")
+    assert [c["name"] for c in evaluator._gt["categories"]] == ["blob"]
+
+
+def test_synthetic_config_generates_the_sky_on_first_use(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASTRODET_DATASETS", str(tmp_path / "datasets"))
+    cfg = LazyConfig.load(CONFIGS / "synthetic_vit_small.py")
+    sky = tmp_path / "datasets" / "synthetic" / "sky"
+    assert Path(cfg.dataloader.test.dataset.json_file) == sky / "test" / "annotations.json"
+    assert not sky.exists()
+    dicts = instantiate(cfg.dataloader.test.dataset)
+    assert (sky / "train" / "annotations.json").is_file()  # both splits made together
+    assert len(dicts) == 50 and all(d["width"] == 256 for d in dicts)
+    assert all(Path(d["file_name"]).parent == sky / "test" / "images" for d in dicts)
+    # the same files on the next load: generated once
+    mtime = (sky / "test" / "annotations.json").stat().st_mtime_ns
+    assert len(instantiate(cfg.dataloader.test.dataset)) == 50
+    assert (sky / "test" / "annotations.json").stat().st_mtime_ns == mtime

@@ -315,3 +315,55 @@ def test_image_size_mismatch_is_named(config, tmp_path):
                 "dataloader.train.fraction=1.0",
             ]
         )
+
+
+def test_synthetic_config_trains_on_another_coco_set(config, tmp_path, monkeypatch):
+    """The CPU config pointed at the user's COCO set through the four data fields: it trains
+    and evaluates on that set and simulates nothing."""
+    monkeypatch.setenv("ASTRODET_DATASETS", str(tmp_path / "datasets"))
+    data = config.parent.parent / "data"
+    out = tmp_path / "own"
+    fields = [
+        f"dataloader.{s}.dataset.{k}={data / s / v}"
+        for s in ("train", "test")
+        for k, v in (("json_file", "annotations.json"), ("image_root", "images"))
+    ]
+    shrink = [
+        "model.backbone.trunk_kwargs={embed_dim:32,depth:1,num_heads:2,img_size:64}",
+        "model.backbone.out_channels=16",
+        "model.representation_size=32",
+        "model.image_size=64",
+        "dataloader.train.image_size=64",
+        "dataloader.test.image_size=64",
+        "dataloader.train.total_batch_size=2",
+        "train.max_iter=2",
+        "train.eval_period=2",
+        "train.checkpoint_period=2",
+        "train.log_period=1",
+        "train.device=cpu",
+    ]
+    assert (
+        _cli()(
+            [
+                "--config-file",
+                str(REPO / "configs" / "synthetic_vit_small.py"),
+                *fields,
+                *shrink,
+                f"train.output_dir={out}",
+            ]
+        )  # fmt: skip
+        == 0
+    )
+    assert not (tmp_path / "datasets").exists()
+    assert _loss_iterations(out) == [1, 2]
+    # the 4 test images of the tiny set were evaluated, under their own class name
+    test_ids = {
+        img["id"] for img in json.loads((data / "test" / "annotations.json").read_text())["images"]
+    }
+    results = json.loads((out / "coco_instances_results.json").read_text())
+    assert {r["image_id"] for r in results} <= test_ids
+    assert "bbox/AP50-source" in json.loads((out / "metrics.json").read_text())
+    from astrodet.config import LazyConfig
+
+    saved = LazyConfig.load(out / "config.yaml")
+    assert saved.dataloader.train.dataset.json_file == str(data / "train" / "annotations.json")

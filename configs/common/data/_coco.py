@@ -6,15 +6,27 @@ from astrodet.data.detection import build_detection_test_loader, build_detection
 from astrodet.evaluation import COCOEvaluator
 
 
-def coco_dataloader(*, folder, name, image_size, stretch):
+def coco_dataloader(*, folder, name, image_size, stretch, loader=load_coco_json):
     """``dataloader`` (train, test, evaluator) over ``folder/{train,test}/annotations.json``
     with images in ``folder/{train,test}/images``; paths are plain strings fixed when the
-    config is loaded (``$ASTRODET_DATASETS`` is read then), overridable as fields."""
+    config is loaded (``$ASTRODET_DATASETS`` is read then), overridable as the fields
+    ``dataloader.{train,test}.dataset.json_file`` and ``.image_root``.
+
+    Args:
+        folder: the data set's folder.
+        name: registered name: each split's classes go to the metadata of ``<name>_<split>``
+            and the evaluator reads ``<name>_test``'s. None: no metadata; the evaluator takes
+            the classes from the test json.
+        image_size, stretch: of both loaders.
+        loader: reads one split from ``json_file`` and ``image_root`` (and
+            ``dataset_name``): ``load_coco_json``, or one that makes the files first.
+    """
+    names = {s: {"dataset_name": f"{name}_{s}"} if name else {} for s in ("train", "test")}
     split = {
-        s: L(load_coco_json)(
+        s: L(loader)(
             json_file=str(folder / s / "annotations.json"),
             image_root=str(folder / s / "images"),
-            dataset_name=f"{name}_{s}",
+            **names[s],
         )
         for s in ("train", "test")
     }
@@ -37,7 +49,7 @@ def coco_dataloader(*, folder, name, image_size, stretch):
             num_workers=2,
         ),
         evaluator=L(COCOEvaluator)(
-            dataset_name=f"{name}_test",
+            dataset_name=f"{name}_test" if name else None,
             dataset="${..test.dataset}",
             output_dir=None,
         ),
