@@ -78,7 +78,7 @@ def main(argv=None) -> int:
             overwrite=args.overwrite,
         )
     except (FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"{p.prog}: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2))
     return 0

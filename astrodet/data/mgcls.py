@@ -17,8 +17,9 @@ the restoring beam (``BMAJ`` in the header).
 Tiles. The displayed image is cut into non-overlapping ``size`` x ``size`` tiles from the
 top-left corner; incomplete tiles at the right and bottom edges are left out. A tile whose
 fraction of NaN/inf pixels exceeds ``max_nan_fraction`` is skipped and counted; in the
-others NaN/inf pixels are replaced by ``fill_value`` and counted. A source belongs to the
-tile holding its centre; its box is clipped to the tile.
+others NaN/inf pixels are replaced by ``fill_value`` and counted. An image that gives no
+tile at all (every pixel NaN, smaller than a tile, every tile too blank) is an error naming
+the file. A source belongs to the tile holding its centre; its box is clipped to the tile.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import shutil
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -286,11 +288,12 @@ def prepare_mgcls(
         counts: ``tiles``, ``boxes``, ``skipped_nan_tiles``, ``filled_pixels``,
         ``extended_sources`` (not labelled), ``sources_outside`` (off the image, in blanked
         pixels, or in no written tile), ``fields``.
+
+    Raises:
+        ValueError: bad settings, a bad catalogue, or an image that gives no tile (every
+            pixel NaN, smaller than a tile, every tile over ``max_nan_fraction``), named;
+            nothing is left in ``out_dir`` then.
     """
-    from astropy.wcs import WCS
-
-    from astrodet.data.coco import save_coco_json
-
     images, catalogs = _as_list(image), _as_list(catalog)
     if len(images) != len(catalogs):
         raise ValueError(f"{len(images)} images but {len(catalogs)} catalogues; give one each")
@@ -301,13 +304,68 @@ def prepare_mgcls(
     for p in images + catalogs:
         if not Path(p).is_file():
             raise FileNotFoundError(f"{p} not found")
+    fresh = not Path(out_dir).exists()
     out_dir = prepare_output_dir(out_dir, overwrite=overwrite)
     img_dir = out_dir / "images"
-    img_dir.mkdir(exist_ok=True)
+    try:
+        img_dir.mkdir(exist_ok=True)
+        summary = _write_tiles(
+            images,
+            catalogs,
+            img_dir=img_dir,
+            size=size,
+            max_nan_fraction=max_nan_fraction,
+            fill_value=fill_value,
+            columns=columns,
+            size_unit=size_unit,
+            max_major_beams=max_major_beams,
+            hdu=hdu,
+        )
+    except BaseException:
+        # no half-written data set that looks like a real one
+        shutil.rmtree(out_dir if fresh else img_dir, ignore_errors=True)
+        raise
+    atomic_write_json(out_dir / "summary.json", summary)
+    logger.info("MGCLS tiles written to %s: %s", out_dir, summary)
+    return summary
+
+
+def _no_tile_reason(path, data: np.ndarray, size: int) -> str | None:
+    """Why ``data`` cannot give a single tile (all NaN, smaller than a tile), else None."""
+    h, w = data.shape
+    if not np.isfinite(data).any():
+        return f"{path}: every pixel is NaN or infinite, there is no data to cut into tiles"
+    if h < size or w < size:
+        return f"{path}: the image is {h}x{w} px, smaller than one {size} px tile (--size)"
+    return None
+
+
+def _write_tiles(
+    images,
+    catalogs,
+    *,
+    img_dir: Path,
+    size,
+    max_nan_fraction,
+    fill_value,
+    columns,
+    size_unit,
+    max_major_beams,
+    hdu,
+) -> dict:
+    """The tiles, annotations.json and counts of :func:`prepare_mgcls`."""
+    from astropy.wcs import WCS
+
+    from astrodet.data.coco import save_coco_json
+
     counts = defaultdict(int)
     dicts = []
     for img_path, cat_path in zip(images, catalogs):
         data, header = read_fits_image(img_path, hdu=hdu)
+        reason = _no_tile_reason(img_path, data, size)
+        if reason:
+            raise ValueError(reason)
+        tiles_before, skipped_before = counts["tiles"], counts["skipped_nan_tiles"]
         cat = read_source_catalog(cat_path, columns=columns, size_unit=size_unit)
         wcs = WCS(header).celestial
         if wcs.naxis != 2:
@@ -371,6 +429,12 @@ def prepare_mgcls(
                         "annotations": anns,
                     }
                 )
+        if counts["tiles"] == tiles_before:
+            skipped = counts["skipped_nan_tiles"] - skipped_before
+            raise ValueError(
+                f"{img_path}: no tile written: all {skipped} tiles of {size} px have more than "
+                f"{max_nan_fraction:.0%} NaN/inf pixels (--max-nan-fraction)"
+            )
         counts["sources_outside"] += int((keep & ~used).sum())
         counts["fields"] += 1
     if counts["filled_pixels"]:
@@ -393,9 +457,7 @@ def prepare_mgcls(
             "sources_outside",
         )
     }
-    save_coco_json(out_dir / "annotations.json", dicts, MGCLS_CLASSES)
-    atomic_write_json(out_dir / "summary.json", summary)
-    logger.info("MGCLS tiles written to %s: %s", out_dir, summary)
+    save_coco_json(img_dir.parent / "annotations.json", dicts, MGCLS_CLASSES)
     return summary
 
 

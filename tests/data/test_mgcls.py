@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -249,3 +250,69 @@ def test_protege_bad_file(tmp_path):
     (tmp_path / "p.csv").write_text("objid,x,y\na,1,2\n")
     with pytest.raises(ValueError, match="missing columns"):
         read_protege_catalogue(tmp_path / "p.csv")
+
+
+def _script_main():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "datasets" / "prepare_mgcls.py"
+    spec = importlib.util.spec_from_file_location("prepare_mgcls_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def _field_with(path, data):
+    """A 1 arcsec/px TAN field holding ``data`` and a catalogue of one source at its centre."""
+    h = fits.Header()
+    h.update(CTYPE1="RA---TAN", CTYPE2="DEC--TAN", CRVAL1=150.0, CRVAL2=2.0, CDELT1=-1 / 3600)
+    h.update(CDELT2=1 / 3600, CRPIX1=data.shape[1] / 2, CRPIX2=data.shape[0] / 2)
+    fits.PrimaryHDU(data.astype(np.float32), h).writeto(path)
+    path.with_suffix(".csv").write_text("RA,DEC,Maj,Min,PA\n150.0,2.0,4,3,0\n")
+    return [
+        "--image",
+        str(path),
+        "--catalog",
+        str(path.with_suffix(".csv")),
+        "--size-unit",
+        "arcsec",
+    ]
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("all_nan", "every pixel is NaN or infinite"),
+        ("too_small", "is 40x40 px, smaller than one 64 px tile"),
+        ("blank_tiles", "no tile written: all 4 tiles of 64 px have more than 50% NaN"),
+    ],
+)
+def test_script_refuses_an_image_without_tiles(tmp_path, capsys, case, message):
+    data = {
+        "all_nan": np.full((128, 128), np.nan),
+        "too_small": np.zeros((40, 40)),
+        # 60 % of every tile blank: finite pixels, yet no tile kept
+        "blank_tiles": np.where(np.arange(128) % 64 < 39, np.nan, 0.0)[None, :].repeat(128, 0),
+    }[case]
+    out = tmp_path / "out"
+    args = [*_field_with(tmp_path / f"{case}.fits", data), "--out", str(out), "--size", "64"]
+    assert _script_main()(args) == 2
+    err = capsys.readouterr().err
+    assert ": error: " in err and err.count("\n") == 1  # one line, no traceback
+    assert f"{tmp_path / case}.fits" in err and message in err
+    assert not out.exists()  # no empty data set left behind
+
+
+def test_script_second_image_without_tiles_leaves_nothing(tmp_path, capsys):
+    """One good field and one blank: an error, and not a data set of the good field alone."""
+    good = _field_with(tmp_path / "good.fits", np.zeros((128, 128)))
+    blank = _field_with(tmp_path / "blank.fits", np.full((128, 128), np.nan))
+    out = tmp_path / "out"
+    out.mkdir()  # an existing, empty folder is kept, and stays empty
+    args = ["--image", good[1], blank[1], "--catalog", good[3], blank[3], "--size-unit", "arcsec"]
+    assert _script_main()([*args, "--out", str(out), "--size", "64"]) == 2
+    assert "blank.fits: every pixel is NaN" in capsys.readouterr().err
+    assert out.is_dir() and not any(out.iterdir())
+    # the good field alone works
+    assert _script_main()([*good, "--out", str(out), "--size", "64"]) == 0
+    assert json.loads((out / "summary.json").read_text())["tiles"] == 4
