@@ -1,0 +1,229 @@
+"""Source catalogues: our format round trips, PyBDSF and Aegean readers, COCO boxes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from astropy.table import Table
+from astropy.wcs import WCS
+
+from astrodet.sky.catalogue import (
+    COLUMNS,
+    UNITS,
+    CatalogueError,
+    catalogue_beam,
+    catalogue_to_boxes,
+    catalogue_to_coco,
+    coco_to_catalogue,
+    new_catalogue,
+    read_catalogue,
+    write_catalogue,
+)
+
+
+def _wcs(scale_arcsec=2.0):
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---SIN", "DEC--SIN"]
+    w.wcs.crval = [150.0, -30.0]
+    w.wcs.crpix = [51.0, 51.0]
+    w.wcs.cdelt = [-scale_arcsec / 3600, scale_arcsec / 3600]
+    return w
+
+
+def _catalogue():
+    return new_catalogue(
+        ra=[150.0, 150.01, 149.99],
+        dec=[-30.0, -30.005, -29.99],
+        x=[50.0, 20.0, 70.0],
+        y=[50.0, 41.0, 68.0],
+        peak_flux=[1e-3, 2e-3, 5e-4],
+        total_flux=[1.5e-3, 2e-3, 9e-4],
+        maj=[10.0, 8.0, 12.0],
+        min=[6.0, 8.0, 4.0],
+        pa=[30.0, 0.0, 120.0],
+        rms=[1e-4, 1e-4, 1e-4],
+        snr=[10.0, 20.0, 5.0],
+        meta={"BEAM_MAJ": 8.0, "BEAM_MIN": 8.0, "BEAM_PA": 0.0, "IMAGE": "field.fits"},
+    )
+
+
+def test_new_catalogue_fills_defaults_and_units():
+    t = new_catalogue(x=[1.0, 2.0], y=[3.0, 4.0])
+    assert tuple(t.colnames) == COLUMNS
+    assert list(t["source_id"]) == [0, 1] and list(t["score"]) == [1.0, 1.0]
+    assert np.isnan(t["ra"]).all() and np.isnan(t["peak_flux"]).all()
+    for name, unit in UNITS.items():
+        assert (str(t[name].unit) if t[name].unit else "") == str(
+            __import__("astropy.units", fromlist=["Unit"]).Unit(unit) if unit else ""
+        )
+    with pytest.raises(ValueError, match="differ in length"):
+        new_catalogue(x=[1.0], y=[1.0, 2.0])
+
+
+def test_round_trip_fits_csv_and_regions(tmp_path):
+    t = _catalogue()
+    paths = write_catalogue(t, tmp_path / "cat")
+    assert sorted(paths) == ["csv", "fits", "reg"]
+    for fmt in ("fits", "csv"):
+        back = read_catalogue(paths[fmt])
+        assert len(back) == 3 and tuple(back.colnames) == COLUMNS
+        for name in COLUMNS:
+            np.testing.assert_allclose(np.asarray(back[name], float), np.asarray(t[name], float))
+            assert back[name].unit == t[name].unit
+        assert catalogue_beam(back) == (8.0, 8.0, 0.0)
+        assert back.meta["IMAGE"] == "field.fits"
+    from regions import EllipseSkyRegion, Regions
+
+    regs = Regions.read(paths["reg"], format="ds9")
+    assert len(regs) == 3 and all(isinstance(r, EllipseSkyRegion) for r in regs)
+    r = regs[0]
+    assert r.width.to_value("arcsec") == pytest.approx(10.0, abs=1e-3)  # 8 decimals of a degree
+    assert r.height.to_value("arcsec") == pytest.approx(6.0, abs=1e-3)
+    assert r.angle.to_value("deg") == pytest.approx(120.0)  # PA 30 east of north
+    assert r.center.ra.deg == pytest.approx(150.0)
+
+
+def test_pixel_regions_without_sky_positions(tmp_path):
+    t = new_catalogue(x=[5.0], y=[7.0], maj=[4.0], min=[2.0], pa=[0.0], meta={"PIXSCALE": 2.0})
+    paths = write_catalogue(t, tmp_path / "pix", formats=["reg"])
+    from regions import EllipsePixelRegion, Regions
+
+    (r,) = Regions.read(paths["reg"], format="ds9")
+    assert isinstance(r, EllipsePixelRegion)
+    assert (r.center.x, r.center.y, r.width, r.height) == pytest.approx((5.0, 7.0, 2.0, 1.0))
+
+
+def test_write_refuses_to_overwrite(tmp_path):
+    t = _catalogue()
+    write_catalogue(t, tmp_path / "cat", formats=["csv"])
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        write_catalogue(t, tmp_path / "cat", formats=["csv", "fits"])
+    assert not (tmp_path / "cat.fits").exists()  # nothing written when one exists
+    write_catalogue(t, tmp_path / "cat", formats=["csv"], overwrite=True)
+
+
+@pytest.mark.parametrize("name", ["catalogue.srl", "catalogue.gaul"])
+def test_real_pybdsf_fits_and_ascii_agree(real_data, name):
+    folder = real_data / "pybdsf_test"
+    ascii_t = read_catalogue(folder / name)
+    fits_t = read_catalogue(folder / f"{name}.FITS")
+    raw = Table.read(folder / f"{name}.FITS")
+    assert (
+        len(ascii_t) == len(fits_t) == len(raw) == {"catalogue.srl": 43, "catalogue.gaul": 48}[name]
+    )
+    for col in ("ra", "dec", "peak_flux", "total_flux", "maj", "min", "pa", "rms", "snr"):
+        np.testing.assert_allclose(ascii_t[col], fits_t[col], rtol=1e-6, err_msg=col)
+    # Our units: sizes in arcsec from PyBDSF's degrees, positions and fluxes as they were.
+    np.testing.assert_allclose(fits_t["maj"], np.asarray(raw["Maj"]) * 3600.0)
+    np.testing.assert_allclose(fits_t["total_flux"], np.asarray(raw["Total_flux"]))
+    np.testing.assert_allclose(fits_t["rms"], np.asarray(raw["Isl_rms"]))
+    np.testing.assert_allclose(
+        fits_t["snr"], np.asarray(raw["Peak_flux"]) / np.asarray(raw["Isl_rms"])
+    )
+    assert fits_t.meta["CATFMT"] == "pybdsf"
+    if name == "catalogue.gaul":  # the Gaussian list carries pixel positions
+        np.testing.assert_allclose(fits_t["x"], np.asarray(raw["Xposn"]))
+        assert np.isfinite(fits_t["x"]).all()
+
+
+def test_real_pybdsf_positions_match_the_image_wcs(real_data):
+    from astrodet.sky.field import open_field
+
+    folder = real_data / "pybdsf_test"
+    t = read_catalogue(folder / "catalogue.gaul.FITS")
+    with open_field(folder / "ch0_I.fits") as f:
+        x, y = f.world_to_pixel(t["ra"], t["dec"])
+    # Xposn/Yposn are 0-based pixels (1-based would be off by a whole pixel). Columns agree
+    # exactly; rows drift from astropy's by up to 0.6 px towards the top of this reference
+    # output (whose origin is undocumented).
+    np.testing.assert_allclose(x, t["x"], atol=1e-3)
+    assert np.abs(y - t["y"]).max() < 0.75
+
+
+@pytest.mark.parametrize("fmt", ["fits", "csv", "votable"])
+def test_aegean_table(tmp_path, fmt):
+    t = Table(
+        {
+            "island": [1, 2],
+            "source": [0, 0],
+            "ra": [150.0, 150.02],
+            "dec": [-30.0, -30.01],
+            "peak_flux": [2e-3, 1e-3],
+            "int_flux": [3e-3, 1e-3],
+            "a": [12.0, 8.0],
+            "b": [8.0, 8.0],
+            "pa": [45.0, 0.0],
+            "local_rms": [1e-4, 2e-4],
+        }
+    )
+    path = tmp_path / {"fits": "a.fits", "csv": "a.csv", "votable": "a.vot"}[fmt]
+    t.write(path, format={"fits": "fits", "csv": "ascii.csv", "votable": "votable"}[fmt])
+    cat = read_catalogue(path)
+    assert cat.meta["CATFMT"] == "aegean"
+    np.testing.assert_allclose(cat["total_flux"], [3e-3, 1e-3])
+    np.testing.assert_allclose(cat["maj"], [12.0, 8.0])
+    np.testing.assert_allclose(cat["snr"], [20.0, 5.0])
+    assert np.isnan(cat["x"]).all()
+
+
+def test_aegean_units_in_the_file_win(tmp_path):
+    t = Table(
+        {"ra": [1.0], "dec": [2.0], "peak_flux": [1.0], "int_flux": [2.0], "a": [0.5], "b": [0.25]}
+    )
+    t["a"].unit = t["b"].unit = "arcmin"
+    t.write(tmp_path / "arcmin.fits")
+    cat = read_catalogue(tmp_path / "arcmin.fits")
+    assert cat["maj"][0] == pytest.approx(30.0) and cat["min"][0] == pytest.approx(15.0)
+
+
+def test_missing_columns_error_lists_the_columns(tmp_path):
+    Table({"name": ["a"], "flux": [1.0]}).write(tmp_path / "bad.csv", format="ascii.csv")
+    with pytest.raises(CatalogueError, match=r"bad\.csv.*columns name, flux"):
+        read_catalogue(tmp_path / "bad.csv")
+    with pytest.raises(FileNotFoundError):
+        read_catalogue(tmp_path / "none.fits")
+
+
+def test_coco_boxes_use_the_mgcls_convention():
+    from astrodet.data.mgcls import ellipse_pixel_boxes
+
+    wcs = _wcs()
+    t = new_catalogue(ra=[150.0], dec=[-30.0], maj=[20.0], min=[10.0], pa=[0.0])
+    (box,) = catalogue_to_boxes(t, wcs=wcs)
+    # North-south major axis (pa 0) of 20" at 2"/px: 10 px tall, 5 px wide, centred on the
+    # reference pixel (0-based 50), shifted by half a pixel to COCO's convention.
+    assert box == pytest.approx([48.0, 45.5, 53.0, 55.5], abs=0.05)
+    _, ref = ellipse_pixel_boxes(
+        wcs,
+        {
+            "ra": np.array([150.0]),
+            "dec": np.array([-30.0]),
+            "maj": np.array([20 / 3600]),
+            "min": np.array([10 / 3600]),
+            "pa": np.array([0.0]),
+        },
+    )
+    np.testing.assert_allclose(box, ref[0] + 0.5)
+    (ann,) = catalogue_to_coco(t, wcs=wcs, image_id=7)
+    assert ann["image_id"] == 7 and ann["bbox"] == pytest.approx([48.0, 45.5, 5.0, 10.0], abs=0.05)
+    (flipped,) = catalogue_to_boxes(t, wcs=wcs, display_height=100)
+    assert flipped == pytest.approx([48.0, 100 - 55.5, 53.0, 100 - 45.5], abs=0.05)
+
+
+def test_coco_predictions_to_catalogue_and_back():
+    wcs = _wcs()
+    t = new_catalogue(
+        ra=[150.0, 150.005], dec=[-30.0, -29.995], maj=[20.0, 12.0], min=[10.0, 6.0], pa=[0.0, 90.0]
+    )
+    anns = catalogue_to_coco(t, wcs=wcs)
+    for a, s in zip(anns, (0.9, 0.4)):
+        a["score"] = s
+    back = coco_to_catalogue(anns, wcs=wcs, pixel_scale=2.0)
+    np.testing.assert_allclose(back["ra"], t["ra"], atol=1e-6)
+    np.testing.assert_allclose(back["dec"], t["dec"], atol=1e-6)
+    np.testing.assert_allclose(back["maj"], t["maj"], rtol=0.02)
+    np.testing.assert_allclose(back["pa"], t["pa"])
+    np.testing.assert_allclose(back["score"], [0.9, 0.4])
+    # An array of XYXY boxes in a tile at (100, 200) of the field.
+    arr = coco_to_catalogue(np.array([[0.0, 0.0, 4.0, 2.0]]), offset=(100, 200))
+    assert (arr["x"][0], arr["y"][0], arr["maj"][0], arr["pa"][0]) == (101.5, 200.5, 4.0, 90.0)
