@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import logging
-import math
+import warnings
 from collections.abc import Sequence
 
-from fvcore.common.param_scheduler import ParamScheduler
+from fvcore.common.param_scheduler import (
+    CompositeParamScheduler,
+    ConstantParamScheduler,
+    CosineParamScheduler,
+    LinearParamScheduler,
+    MultiStepParamScheduler,
+    ParamScheduler,
+)
 from torch import nn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["WarmupSchedule", "get_optimizer_params"]
+__all__ = ["WarmupParamScheduler", "WarmupSchedule", "get_optimizer_params"]
 
 _NORMS = (
     nn.LayerNorm,
@@ -102,22 +109,64 @@ def get_optimizer_params(
     ]
 
 
-class WarmupSchedule(ParamScheduler):
-    """lr multiplier over training progress ``where`` in [0, 1): linear warmup from
-    ``warmup_factor`` to 1 over the first ``warmup_fraction``, then ``"step"`` (times
-    ``gamma`` at each fraction in ``milestones``) or ``"cosine"`` (down to ``min_factor``).
+class WarmupParamScheduler(CompositeParamScheduler):
+    """Detectron2's ``WarmupParamScheduler`` (same name and arguments): ``scheduler`` with a
+    warmup over its first ``warmup_length`` of training, built from fvcore's schedulers.
 
-    An fvcore ``ParamScheduler``: the trainer sets ``lr = lr_of_group * schedule(iter /
-    max_iter)``. Being written in fractions of training, it stays right when
-    ``train.max_iter`` is overridden.
+    During warmup the multiplier goes from ``warmup_factor * scheduler(0)`` to
+    ``scheduler(warmup_length)``, linearly (``"linear"``) or held at the start value
+    (``"constant"``); afterwards it is ``scheduler(where)``.
 
     Args:
-        warmup_fraction: warmup length as a fraction of training.
-        warmup_factor: multiplier at the start of warmup.
-        decay: ``"step"``, ``"cosine"`` or ``"constant"``.
-        milestones: fractions of training at which ``"step"`` multiplies by ``gamma``.
-        gamma: step factor.
-        min_factor: final multiplier of ``"cosine"``.
+        scheduler: the fvcore ``ParamScheduler`` after warmup, a function of ``where`` in
+            [0, 1] (the fraction of training done).
+        warmup_factor: multiplier of ``scheduler(0)`` at the start of warmup.
+        warmup_length: warmup as a fraction of training, in [0, 1).
+        warmup_method: ``"linear"`` or ``"constant"``.
+        rescale_interval: run ``scheduler`` over what remains after warmup instead of over
+            the whole of training.
+    """
+
+    def __init__(
+        self,
+        scheduler: ParamScheduler,
+        warmup_factor: float,
+        warmup_length: float,
+        warmup_method: str = "linear",
+        rescale_interval: bool = False,
+    ) -> None:
+        if not 0.0 <= warmup_length < 1.0:
+            raise ValueError(
+                f"warmup_length must be a fraction of training in [0, 1), got {warmup_length}"
+            )
+        start = warmup_factor * scheduler(0.0)
+        if warmup_method == "linear":
+            warmup = LinearParamScheduler(start, scheduler(warmup_length))
+        elif warmup_method == "constant":
+            warmup = ConstantParamScheduler(start)
+        else:
+            raise ValueError(
+                f"warmup_method={warmup_method!r} is not valid; use 'linear' or 'constant'"
+            )
+        super().__init__(
+            [warmup, scheduler],
+            lengths=[warmup_length, 1.0 - warmup_length],
+            interval_scaling=["rescaled", "rescaled" if rescale_interval else "fixed"],
+        )
+
+
+# Milestones of the deprecated WarmupSchedule, fractions of training, in millionths.
+_STEPS = 1_000_000
+
+
+class WarmupSchedule(ParamScheduler):
+    """Deprecated: the configs now use fvcore's schedulers inside
+    :class:`WarmupParamScheduler`, as Detectron2 does (``configs/common/schedule.py``).
+    Kept for configs that name it; built from the same pieces.
+
+    Linear warmup from ``warmup_factor`` over the first ``warmup_fraction`` of training,
+    then ``"step"`` (times ``gamma`` at each fraction in ``milestones``), ``"cosine"`` (down
+    to ``min_factor``) or ``"constant"``.
     """
 
     def __init__(
@@ -130,30 +179,33 @@ class WarmupSchedule(ParamScheduler):
         gamma: float = 0.1,
         min_factor: float = 0.0,
     ) -> None:
-        if decay not in ("step", "cosine", "constant"):
-            raise ValueError(f"decay={decay!r} is not valid; use 'step', 'cosine' or 'constant'")
-        if not 0.0 <= warmup_fraction < 1.0:
-            raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
+        warnings.warn(
+            "WarmupSchedule is deprecated; use WarmupParamScheduler around an fvcore "
+            "scheduler (see configs/common/schedule.py)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         if any(not 0.0 < m <= 1.0 for m in milestones):
             raise ValueError(f"milestones are fractions of training in (0, 1], got {milestones}")
-        self.warmup_fraction = float(warmup_fraction)
-        self.warmup_factor = float(warmup_factor)
-        self.decay = decay
-        self.milestones = sorted(float(m) for m in milestones)
-        self.gamma = float(gamma)
-        self.min_factor = float(min_factor)
+        if decay == "step":
+            # a milestone at 1.0 would only act after the last iteration
+            steps = sorted({round(m * _STEPS) for m in milestones if m < 1.0})
+            base = MultiStepParamScheduler(
+                values=[gamma**i for i in range(len(steps) + 1)],
+                num_updates=_STEPS,
+                milestones=steps,
+            )
+        elif decay == "cosine":
+            base = CosineParamScheduler(1.0, min_factor)
+        elif decay == "constant":
+            base = ConstantParamScheduler(1.0)
+        else:
+            raise ValueError(f"decay={decay!r} is not valid; use 'step', 'cosine' or 'constant'")
+        self._scheduler = (
+            WarmupParamScheduler(base, warmup_factor, warmup_fraction)
+            if warmup_fraction > 0
+            else base
+        )
 
     def __call__(self, where: float) -> float:
-        where = min(max(float(where), 0.0), 1.0)
-        if self.decay == "step":
-            value = self.gamma ** sum(where >= m for m in self.milestones)
-        elif self.decay == "cosine":
-            value = self.min_factor + 0.5 * (1.0 - self.min_factor) * (
-                1 + math.cos(math.pi * where)
-            )
-        else:
-            value = 1.0
-        if where < self.warmup_fraction:
-            alpha = where / self.warmup_fraction
-            value *= self.warmup_factor * (1 - alpha) + alpha
-        return value
+        return self._scheduler(min(max(float(where), 0.0), 1.0))

@@ -1,9 +1,15 @@
 import math
+from pathlib import Path
 
 import pytest
+from fvcore.common.param_scheduler import CosineParamScheduler
 from modeling_helpers import tiny_detector
 
+from astrodet.config import LazyConfig, instantiate
 from astrodet.modeling import WarmupSchedule, get_optimizer_params
+from astrodet.modeling.optim import WarmupParamScheduler
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _lookup(groups, param):
@@ -49,13 +55,66 @@ def test_frozen_params_skipped_and_no_decay_without_rate():
     assert {g["lr"] for g in groups} == {0.1}
 
 
-def test_warmup_schedule():
-    s = WarmupSchedule(warmup_fraction=0.1, warmup_factor=0.0, milestones=(0.5, 0.9), gamma=0.1)
+def test_warmup_schedule_alias_still_works():
+    with pytest.warns(DeprecationWarning, match="WarmupParamScheduler"):
+        s = WarmupSchedule(warmup_fraction=0.1, warmup_factor=0.0, milestones=(0.5, 0.9), gamma=0.1)
     assert s(0.0) == 0.0
     assert s(0.05) == pytest.approx(0.5)
     assert s(0.2) == 1.0 and s(0.6) == pytest.approx(0.1) and s(0.95) == pytest.approx(0.01)
-    c = WarmupSchedule(warmup_fraction=0.0, decay="cosine", min_factor=0.1)
+    with pytest.warns(DeprecationWarning):
+        c = WarmupSchedule(warmup_fraction=0.0, decay="cosine", min_factor=0.1)
     assert c(0.0) == 1.0 and c(1.0) == pytest.approx(0.1)
     assert c(0.5) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 2)))
-    with pytest.raises(ValueError, match="decay"):
+    with pytest.raises(ValueError, match="decay"), pytest.warns(DeprecationWarning):
         WarmupSchedule(decay="linear")
+
+
+def test_warmup_param_scheduler_as_detectron2():
+    # linear from factor x s(0) to s(warmup_length), then the wrapped scheduler unchanged
+    cosine = CosineParamScheduler(1.0, 0.0)
+    s = WarmupParamScheduler(cosine, warmup_factor=0.01, warmup_length=0.1)
+    end = 0.5 * (1 + math.cos(math.pi * 0.1))
+    assert s(0.0) == pytest.approx(0.01)
+    assert s(0.05) == pytest.approx(0.01 + (end - 0.01) * 0.5)
+    for where in (0.1, 0.3, 0.99):
+        assert s(where) == pytest.approx(0.5 * (1 + math.cos(math.pi * where)))
+    held = WarmupParamScheduler(cosine, 0.01, 0.1, warmup_method="constant")
+    assert held(0.09) == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="warmup_method"):
+        WarmupParamScheduler(cosine, 0.01, 0.1, warmup_method="exp")
+    with pytest.raises(ValueError, match="warmup_length"):
+        WarmupParamScheduler(cosine, 0.01, 1.5)
+
+
+def _old_step(where):
+    """The step schedule the configs had before (warmup 1% from 0.001, x0.1 at 89% and
+    96%), written out."""
+    value = 0.1 ** sum(where >= m for m in (0.89, 0.96))
+    if where < 0.01:
+        alpha = where / 0.01
+        value *= 0.001 * (1 - alpha) + alpha
+    return value
+
+
+def _schedules():
+    cfg = LazyConfig.load(str(REPO / "configs" / "common" / "schedule.py"))
+    return {k: instantiate(cfg[k]) for k in cfg}
+
+
+def test_config_step_schedule_unchanged():
+    s = _schedules()["lr_multiplier"]
+    for where in (0.0, 0.004, 0.0099, 0.01, 0.5, 0.8899, 0.89, 0.9, 0.9599, 0.96, 0.999, 1.0):
+        assert s(where) == pytest.approx(_old_step(where), rel=1e-9), where
+
+
+def test_config_cosine_and_constant_schedules():
+    schedules = _schedules()
+    s = schedules["cosine_lr_multiplier"]
+    assert s(0.0) == pytest.approx(0.001)
+    for where in (0.05, 0.3, 0.5, 0.9, 1.0):  # after warmup: the cosine as before
+        assert s(where) == pytest.approx(0.5 * (1 + math.cos(math.pi * where)), abs=1e-12)
+    # during warmup: straight line to the cosine's value at the end of warmup
+    assert s(0.025) == pytest.approx((0.001 + 0.5 * (1 + math.cos(math.pi * 0.05))) / 2)
+    constant = schedules["constant_lr_multiplier"]
+    # the trainer reaches where = 1 after its last iteration
+    assert [constant(w) for w in (0.0, 0.5, 0.999, 1.0)] == [1.0] * 4
