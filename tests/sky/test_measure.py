@@ -1,0 +1,136 @@
+"""Background maps and source measurement on synthetic Gaussians of known flux and shape."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from astropy.wcs import WCS
+
+from astrodet.sky.field import Beam
+from astrodet.sky.measure import background_map, measure_sources
+
+K = 2.0 * math.sqrt(2.0 * math.log(2.0))  # FWHM / sigma
+SCALE = 2.0  # arcsec per pixel
+BEAM = Beam(6.0, 6.0, 0.0)  # 3 pixels
+
+
+def _wcs(flip_x=False):
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---SIN", "DEC--SIN"]
+    w.wcs.crval = [150.0, -30.0]
+    w.wcs.crpix = [64.0, 64.0]
+    w.wcs.cdelt = [(1 if flip_x else -1) * SCALE / 3600, SCALE / 3600]
+    return w
+
+
+def _gaussian(shape, x0, y0, peak, maj_arcsec, min_arcsec, pa_deg, *, east_sign=-1):
+    """A Gaussian whose major axis points ``pa`` east of north; north is +y, east is
+    ``east_sign`` * x."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(float)
+    sa, sb = maj_arcsec / SCALE / K, min_arcsec / SCALE / K
+    pa = math.radians(pa_deg)
+    ux, uy = east_sign * math.sin(pa), math.cos(pa)  # major axis in pixels
+    dx, dy = xx - x0, yy - y0
+    a = dx * ux + dy * uy
+    b = -dx * uy + dy * ux
+    return peak * np.exp(-0.5 * ((a / sa) ** 2 + (b / sb) ** 2))
+
+
+def _total(peak, maj, mn):
+    beam_area = 2 * math.pi * BEAM.maj * BEAM.min / K**2 / SCALE**2
+    return peak * 2 * math.pi * (maj / SCALE / K) * (mn / SCALE / K) / beam_area
+
+
+@pytest.mark.parametrize("pa", [0.0, 30.0, 100.0, 150.0])
+def test_elongated_gaussian_flux_shape_and_pa(pa):
+    rng = np.random.default_rng(1)
+    img = _gaussian((128, 128), 60.3, 70.6, 0.05, 20.0, 10.0, pa) + rng.normal(0, 5e-4, (128, 128))
+    img += 0.002  # a background level
+    bkg, rms = background_map(img, beam_pixels=3.0)
+    assert np.nanmedian(rms) == pytest.approx(5e-4, rel=0.15)
+    box = np.array([[50, 60, 71, 81]])
+    t = measure_sources(img, box, rms=rms, bkg=bkg, beam=BEAM, pixel_scale=SCALE, wcs=_wcs())
+    (s,) = t
+    assert s["x"] == pytest.approx(60.3, abs=0.1) and s["y"] == pytest.approx(70.6, abs=0.1)
+    assert s["peak_flux"] == pytest.approx(0.05, rel=0.05)
+    assert s["total_flux"] == pytest.approx(_total(0.05, 20.0, 10.0), rel=0.05)
+    assert s["maj"] == pytest.approx(20.0, rel=0.1) and s["min"] == pytest.approx(10.0, rel=0.1)
+    assert abs((s["pa"] - pa + 90) % 180 - 90) < 3.0
+    assert s["snr"] == pytest.approx(0.05 / 5e-4, rel=0.2)
+    ra, dec = _wcs().all_pix2world(s["x"], s["y"], 0)
+    assert (s["ra"], s["dec"]) == pytest.approx((float(ra), float(dec)))
+
+
+def test_pa_follows_the_wcs_orientation():
+    # East to the right (CDELT1 > 0): the same pixels mean the mirrored position angle.
+    img = _gaussian((128, 128), 64, 64, 1.0, 20.0, 10.0, 30.0, east_sign=+1)
+    rms = np.full(img.shape, 1e-3)
+    (s,) = measure_sources(
+        img,
+        [[50, 50, 79, 79]],
+        rms=rms,
+        bkg=None,
+        beam=BEAM,
+        pixel_scale=SCALE,
+        wcs=_wcs(flip_x=True),
+    )
+    assert s["pa"] == pytest.approx(30.0, abs=2.0)
+    (s,) = measure_sources(
+        img, [[50, 50, 79, 79]], rms=rms, bkg=None, beam=BEAM, pixel_scale=SCALE, wcs=None
+    )
+    assert s["pa"] == pytest.approx(150.0, abs=2.0)  # north up, east left assumed
+    assert np.isnan(s["ra"])
+
+
+def test_point_source_in_an_mgcls_fwhm_box_gets_its_full_flux():
+    rng = np.random.default_rng(2)
+    img = _gaussian((96, 96), 40.0, 50.0, 0.01, 6.0, 6.0, 0.0) + rng.normal(0, 2e-4, (96, 96))
+    bkg, rms = background_map(img, beam_pixels=3.0)
+    # The bounding box of the FWHM ellipse: 3 x 3 pixels about the centre (COCO convention).
+    box = np.array([[40.5 - 1.5, 50.5 - 1.5, 40.5 + 1.5, 50.5 + 1.5]])
+    (s,) = measure_sources(
+        img, box, rms=rms, bkg=bkg, beam=BEAM, pixel_scale=SCALE, offset=(100, 200)
+    )
+    assert s["total_flux"] == pytest.approx(0.01, rel=0.1)  # a point source: total = peak
+    assert (s["x"], s["y"]) == pytest.approx((140.0, 250.0), abs=0.15)
+    assert s["maj"] == pytest.approx(6.0, rel=0.15)
+    assert s["score"] == 1.0
+    assert (s["ra"], s["dec"]) != (s["ra"], s["dec"])  # NaN without a WCS
+
+
+def test_background_map_follows_a_gradient_and_masks_nan():
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:256, :256]
+    img = 0.01 * xx / 255 + rng.normal(0, 1e-3, (256, 256))
+    img[:20, :20] = np.nan
+    bkg, rms = background_map(img, box=32)
+    assert np.isnan(bkg[5, 5]) and np.isnan(rms[5, 5])
+    assert bkg[128, 240] - bkg[128, 16] == pytest.approx(0.01 * 224 / 255, rel=0.15)
+    assert np.nanmedian(rms) == pytest.approx(1e-3, rel=0.1)
+
+
+def test_small_image_falls_back_to_a_global_estimate():
+    rng = np.random.default_rng(4)
+    img = 1.0 + rng.normal(0, 0.1, (20, 20))
+    bkg, rms = background_map(img, box=16)
+    assert np.ptp(bkg) == 0 and bkg[0, 0] == pytest.approx(1.0, abs=0.03)
+    assert rms[0, 0] == pytest.approx(0.1, rel=0.2)
+
+
+def test_field_background_is_read_tile_by_tile(tmp_path):
+    from astropy.io import fits
+
+    from astrodet.sky.field import open_field
+
+    rng = np.random.default_rng(5)
+    img = (rng.normal(0, 1e-3, (300, 260)) + 0.5).astype(np.float32)
+    h = _wcs().to_header()
+    h["BMAJ"] = h["BMIN"] = 6.0 / 3600
+    h["BPA"] = 0.0
+    fits.PrimaryHDU(img, h).writeto(tmp_path / "f.fits")
+    with open_field(tmp_path / "f.fits") as f:
+        bkg, rms = background_map(f, box=24, tile=100)
+    assert bkg.shape == (300, 260) and np.isfinite(bkg).all()
+    assert np.abs(bkg - 0.5).max() < 5e-4 and np.median(rms) == pytest.approx(1e-3, rel=0.1)
