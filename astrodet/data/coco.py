@@ -9,6 +9,10 @@ duplicated annotation id        an exact repeat is dropped and counted; two diff
                                 annotations sharing an id are a ``ValueError``
 duplicated category id          ``ValueError``
 missing image file              image dropped, counted (``missing_images``)
+unreadable image file           image dropped, counted (``corrupt_images``): a cheap check of
+                                each file (:func:`astrodet.data.io.check_image_file`: PNG
+                                checksums, JPEG stream, .npy/FITS sizes) finds a corrupt or
+                                truncated file here rather than in the training loop
 image without height/width      read from the image file, counted (``sizes_read``)
 box partly outside the image    clipped to the image, counted (``clipped_boxes``)
 box of zero/negative size       dropped, counted (``degenerate_boxes``)
@@ -41,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from astrodet.data.io import check_image_file
 from astrodet.structures import BoxMode
 from astrodet.utils import atomic_write_json
 
@@ -65,6 +70,7 @@ class CocoLoadSummary:
     annotations: int = 0
     categories: int = 0
     missing_images: int = 0
+    corrupt_images: int = 0
     images_without_boxes: int = 0
     sizes_read: int = 0
     clipped_boxes: int = 0
@@ -75,10 +81,12 @@ class CocoLoadSummary:
     unknown_image: int = 0
     duplicate_annotations: int = 0
     missing_examples: list[str] = field(default_factory=list)
+    corrupt_examples: list[str] = field(default_factory=list)
 
     #: counts that mean something in the json was dropped or changed
     PROBLEMS = (
         "missing_images",
+        "corrupt_images",
         "clipped_boxes",
         "degenerate_boxes",
         "outside_boxes",
@@ -99,12 +107,14 @@ class CocoLoadSummary:
         counts = ", ".join(
             f"{k}={v}"
             for k, v in self.as_dict().items()
-            if k not in ("json_file", "missing_examples")
+            if k not in ("json_file", "missing_examples", "corrupt_examples")
             and (v or k in ("images", "annotations", "categories"))
         )
         text = f"{self.json_file}: {counts}"
         if self.missing_examples:
             text += f" (missing e.g. {', '.join(self.missing_examples)})"
+        if self.corrupt_examples:
+            text += f" (unreadable e.g. {'; '.join(self.corrupt_examples)})"
         return text
 
 
@@ -178,6 +188,7 @@ def load_coco_json(
     image_root: str | os.PathLike,
     dataset_name: str | None = None,
     *,
+    check_images: bool = True,
     return_summary: bool = False,
 ) -> list[dict] | tuple[list[dict], CocoLoadSummary]:
     """Read a COCO instances json into Detectron2 dataset dicts, validating it.
@@ -187,6 +198,8 @@ def load_coco_json(
         image_root: folder the images' ``file_name`` are relative to (absolute names are kept).
         dataset_name: when given, set ``thing_classes`` and ``thing_dataset_id_to_contiguous_id``
             in ``MetadataCatalog.get(dataset_name)``.
+        check_images: check that every image file is readable (a cheap check, about a
+            millisecond a file); unreadable ones are dropped and counted.
         return_summary: also return the :class:`CocoLoadSummary`.
 
     Returns:
@@ -245,6 +258,12 @@ def load_coco_json(
             if len(summary.missing_examples) < 3:
                 summary.missing_examples.append(file_name)
             # their annotations go with them, uncounted as boxes
+            continue
+        problem = check_image_file(file_name) if check_images else None
+        if problem is not None:
+            summary.corrupt_images += 1
+            if len(summary.corrupt_examples) < 3:
+                summary.corrupt_examples.append(f"{file_name}: {problem}")
             continue
         height, width = img.get("height"), img.get("width")
         if not height or not width:

@@ -16,6 +16,11 @@ NaN policy (one for every reader): NaN and +-inf pixels (blanked edges of radio 
 are replaced by ``fill_value`` (default 0.0) and reported by a logged warning with the
 count and the file; ``read_image(..., return_nan_count=True)`` also returns the count. An
 image with no finite pixel at all is a ``ValueError`` naming the file.
+
+:func:`check_image_file` tells a readable file from a corrupt one without decoding it
+(PNG chunk checksums and JPEG headers through Pillow, the ``.npy`` header against the file
+size, each FITS HDU's data extent against the file size), cheaply enough to run over a whole
+data set when it is loaded.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import numpy as np
 __all__ = [
     "FITS_SUFFIXES",
     "IMAGE_SUFFIXES",
+    "check_image_file",
     "fill_non_finite",
     "load_dict_image",
     "read_image",
@@ -164,7 +170,15 @@ def _read_fits(path: Path, hdu, plane: int | None) -> np.ndarray:
     except OSError as e:
         raise ValueError(f"cannot read FITS file {path}: {e}") from e
     with hdul:
-        data = np.asarray(_select_hdu(hdul, hdu, path).data)
+        try:
+            data = np.asarray(_select_hdu(hdul, hdu, path).data)
+        except (TypeError, OSError) as e:
+            raise ValueError(f"cannot read FITS file {path}: {e}") from e
+        except ValueError as e:
+            if str(path) in str(e):
+                raise
+            # astropy's own, e.g. a truncated data section that cannot be reshaped
+            raise ValueError(f"cannot read FITS file {path}: {e}") from e
         # FITS is big-endian; astype gives native float32.
         return _squeeze_fits(data, path, plane).astype(np.float32)
 
@@ -172,11 +186,84 @@ def _read_fits(path: Path, hdu, plane: int | None) -> np.ndarray:
 def _read_npy(path: Path) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, EOFError) as e:
         raise ValueError(f"cannot read .npy file {path}: {e}") from e
     if array.dtype.kind not in "uif" and array.dtype != np.bool_:
         raise ValueError(f".npy file {path} holds {array.dtype} values, not pixels")
     return _scale_integer(array)
+
+
+def _check_pil(path: Path) -> str | None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.format == "JPEG":
+                # verify() reads only the headers of a JPEG; a decode at 1/8 scale reads the
+                # whole entropy-coded stream (truncation shows) for a fraction of the cost
+                im.draft(im.mode, (max(im.width // 8, 1), max(im.height // 8, 1)))
+                im.load()
+            else:
+                im.verify()  # PNG: every chunk's CRC up to IEND
+    except Exception as e:  # Pillow raises many kinds (SyntaxError, OSError, struct.error...)
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def _check_npy(path: Path) -> str | None:
+    try:
+        # a memory map reads the header only, and fails where the data would run past the end
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        return f"{type(e).__name__}: {e}"
+    if array.dtype.kind not in "uifb":
+        return f"holds {array.dtype} values, not pixels"
+    return None
+
+
+def _check_fits(path: Path) -> str | None:
+    import warnings
+
+    from astropy.io import fits
+
+    compressed = path.name.lower().endswith((".gz", ".fz"))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # astropy warns about truncation; we report it
+            with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
+                if compressed:
+                    return None  # sizes of a gzip stream: not checked without decompressing
+                size = path.stat().st_size
+                for i, hdu in enumerate(hdul):
+                    end = hdul.fileinfo(i)["datLoc"] + hdu.size
+                    if end > size:
+                        return (
+                            f"truncated: HDU {i} ({hdu.name}) needs {end} bytes, the file has "
+                            f"{size}"
+                        )
+    except Exception as e:  # astropy raises OSError, ValueError, TypeError, VerifyError...
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def check_image_file(path: str | os.PathLike) -> str | None:
+    """Why the image file ``path`` cannot be read, or None when it looks whole.
+
+    A cheap check, no decoding: Pillow's ``verify`` for PNG/JPEG/TIFF/BMP, the header of an
+    ``.npy`` against its size, the headers of a FITS file against its size (gzip-compressed
+    FITS: headers only). A file with an unknown extension is reported too.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return "not found"
+    suffix = _suffix(path)
+    if suffix in FITS_SUFFIXES:
+        return _check_fits(path)
+    if suffix in NPY_SUFFIXES:
+        return _check_npy(path)
+    if suffix in IMAGE_SUFFIXES:
+        return _check_pil(path)
+    return f"unsupported extension {suffix!r}"
 
 
 def read_image(

@@ -304,3 +304,31 @@ def test_subset_dicts():
     assert len(subset_dicts(dicts, 0.001, seed=0)) == 1
     with pytest.raises(ValueError, match="empty"):
         subset_dicts([], 0.5, seed=0)
+
+
+def test_corrupt_images_dropped_and_counted(tmp_path, root, caplog):
+    """A corrupt PNG, a truncated .npy and a truncated FITS are found when the set is loaded,
+    dropped and counted, not met in the middle of training."""
+    from astropy.io import fits
+
+    (root / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 2)
+    raw = (root / "a.npy").read_bytes()
+    (root / "cut.npy").write_bytes(raw[: len(raw) - 100])
+    fits.PrimaryHDU(np.zeros((100, 100), np.float32)).writeto(root / "cut.fits")
+    raw = (root / "cut.fits").read_bytes()
+    (root / "cut.fits").write_bytes(raw[:-5000])
+    names = ["a.npy", "bad.png", "cut.npy", "cut.fits"]
+    js = _write(
+        tmp_path / "corrupt.json",
+        [_img(i + 1, n) for i, n in enumerate(names)],
+        [_ann(i + 1, i + 1, [1, 1, 4, 4]) for i in range(len(names))],
+    )
+    with caplog.at_level(logging.WARNING, logger="astrodet.data.coco"):
+        dicts, s = load_coco_json(js, root, return_summary=True)
+    assert [d["image_id"] for d in dicts] == [1]
+    assert s.corrupt_images == 3 and s.images == 1 and s.annotations == 1 and s.has_problems
+    assert "corrupt_images=3" in caplog.text
+    assert all(n in caplog.text for n in ("bad.png", "cut.npy", "cut.fits"))
+    assert get_load_summary(js).corrupt_images == 3
+    # the check can be left out (then the files are met when read)
+    assert len(load_coco_json(js, root, check_images=False)) == 4

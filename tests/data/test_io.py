@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from astrodet.data.io import fill_non_finite, load_dict_image, read_image
+from astrodet.data.io import check_image_file, fill_non_finite, load_dict_image, read_image
 
 
 def test_png_8bit_grey_scaled(tmp_path):
@@ -229,3 +229,45 @@ def test_real_pybdsf_fits(real_data):
     assert img.shape == (129, 129, 1) and img.dtype == np.float32
     assert np.isfinite(img).all() and count == 0
     assert img.max() > 10 * np.median(np.abs(img))  # bright sources over the noise
+
+
+def _corrupt_files(tmp_path):
+    """Good and broken files of each kind: name -> whether check_image_file should pass it."""
+    rng = np.random.default_rng(0)
+    a = rng.random((48, 40)).astype(np.float32)
+    files = {}
+    np.save(tmp_path / "good.npy", a)
+    raw = (tmp_path / "good.npy").read_bytes()
+    (tmp_path / "truncated.npy").write_bytes(raw[: len(raw) // 2])
+    fits.PrimaryHDU(a).writeto(tmp_path / "good.fits")
+    raw = (tmp_path / "good.fits").read_bytes()
+    (tmp_path / "truncated.fits").write_bytes(raw[:-3000])  # the last data block cut
+    (tmp_path / "header_only.fits").write_bytes(raw[:1000])
+    cv2.imwrite(str(tmp_path / "good.png"), (a * 255).astype(np.uint8))
+    cv2.imwrite(str(tmp_path / "good.jpg"), (a * 255).astype(np.uint8))
+    # a valid PNG signature and garbage after it
+    (tmp_path / "garbage.png").write_bytes(b"\x89PNG\r\n\x1a\n" + rng.bytes(400))
+    raw = (tmp_path / "good.png").read_bytes()
+    (tmp_path / "truncated.png").write_bytes(raw[: len(raw) // 2])
+    raw = (tmp_path / "good.jpg").read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(raw[: len(raw) // 2])
+    for name in ("good.npy", "good.fits", "good.png", "good.jpg"):
+        files[name] = True
+    for name in ("truncated.npy", "truncated.fits", "header_only.fits", "garbage.png"):
+        files[name] = False
+    files["truncated.png"] = files["truncated.jpg"] = False
+    return files
+
+
+def test_check_image_file_finds_corrupt_and_truncated_files(tmp_path):
+    for name, whole in _corrupt_files(tmp_path).items():
+        problem = check_image_file(tmp_path / name)
+        assert (problem is None) == whole, (name, problem)
+        if whole:
+            read_image(tmp_path / name)
+        else:
+            # what the check refuses, the reader cannot read either
+            with pytest.raises(ValueError, match=name.replace(".", r"\.")):
+                read_image(tmp_path / name)
+    assert "truncated" in check_image_file(tmp_path / "truncated.fits")
+    assert check_image_file(tmp_path / "absent.npy") == "not found"

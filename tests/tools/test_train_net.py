@@ -51,7 +51,7 @@ model.box_batch_size_per_image = 64
 model.representation_size = 32
 
 optimizer.lr = 1e-3
-lr_multiplier.warmup_fraction = 0.0
+lr_multiplier.warmup_length = 0.0
 
 train.max_iter = 6
 train.eval_period = 4
@@ -329,7 +329,7 @@ def test_synthetic_config_trains_on_another_coco_set(config, tmp_path, monkeypat
         for k, v in (("json_file", "annotations.json"), ("image_root", "images"))
     ]
     shrink = [
-        "model.backbone.trunk_kwargs={embed_dim:32,depth:1,num_heads:2,img_size:64}",
+        "model.backbone.trunk_kwargs={embed_dim:32,depth:4,num_heads:2,img_size:64}",
         "model.backbone.out_channels=16",
         "model.representation_size=32",
         "model.image_size=64",
@@ -367,3 +367,31 @@ def test_synthetic_config_trains_on_another_coco_set(config, tmp_path, monkeypat
 
     saved = LazyConfig.load(out / "config.yaml")
     assert saved.dataloader.train.dataset.json_file == str(data / "train" / "annotations.json")
+
+
+def test_corrupt_training_image_is_dropped_at_load(config, tmp_path):
+    """A PNG with a valid signature and garbage after it, with one box: dropped and counted
+    when the set is loaded; training runs to the end on the other images."""
+    data = config.parent.parent / "data" / "train"
+    bad = tmp_path / "bad"
+    shutil.copytree(data, bad)
+    (bad / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(2000))
+    coco = json.loads((bad / "annotations.json").read_text())
+    coco["images"].append({"id": 999, "file_name": "broken.png", "height": 64, "width": 64})
+    coco["annotations"].append(
+        {"id": 9999, "image_id": 999, "category_id": coco["categories"][0]["id"],
+         "bbox": [10, 10, 8, 8], "area": 64, "iscrowd": 0}
+    )  # fmt: skip
+    (bad / "annotations.json").write_text(json.dumps(coco))
+    out = tmp_path / "out"
+    _run_here(
+        config,
+        out,
+        f"dataloader.train.dataset.json_file={bad / 'annotations.json'}",
+        f"dataloader.train.dataset.image_root={bad / 'images'}",
+        "train.max_iter=8",  # every image seen (8 good ones, batch 2)
+        "train.eval_period=0",
+    )
+    assert _loss_iterations(out) == list(range(1, 9))
+    log = (out / "log.txt").read_text()
+    assert "corrupt_images=1" in log and "broken.png" in log
