@@ -1,0 +1,118 @@
+"""One-to-one cross-matching and its metrics on hand-made catalogues of known counts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from astrodet.sky.catalogue import new_catalogue
+from astrodet.sky.crossmatch import crossmatch, default_radius, match_metrics
+
+DEC0 = -30.0
+ARCSEC = 1.0 / 3600.0
+
+
+def _offset(ra, dec, east_arcsec, north_arcsec):
+    return ra + east_arcsec * ARCSEC / math.cos(math.radians(dec)), dec + north_arcsec * ARCSEC
+
+
+def make_pair():
+    """Reference: 6 sources 60" apart. Catalogue: 3 found within 1", one at 3.2" (outside a
+    3" radius), two near reference 4 (1" and 2": one match, one spurious), one far away.
+    Expected: 4 matched (refs 0, 1, 2, 4), refs 3 (too far) and 5 missed, 3 spurious."""
+    ref_ra = 150.0 + np.arange(6) * 60 * ARCSEC / math.cos(math.radians(DEC0))
+    ref_dec = np.full(6, DEC0)
+    ref_snr = np.array([7.0, 15.0, 30.0, 60.0, 12.0, 8.0])
+    ref = new_catalogue(
+        ra=ref_ra,
+        dec=ref_dec,
+        snr=ref_snr,
+        total_flux=np.full(6, 1e-3),
+        min=np.full(6, 6.0),
+        meta={"BEAM_MAJ": 6.0, "BEAM_MIN": 6.0, "BEAM_PA": 0.0},
+    )
+    pos = [
+        _offset(ref_ra[0], DEC0, 0.5, 0.0),
+        _offset(ref_ra[1], DEC0, 0.0, -0.8),
+        _offset(ref_ra[2], DEC0, 0.6, 0.6),
+        _offset(ref_ra[3], DEC0, 3.2, 0.0),  # just outside 3"
+        _offset(ref_ra[4], DEC0, 2.0, 0.0),  # second-nearest to ref 4: spurious
+        _offset(ref_ra[4], DEC0, -1.0, 0.0),  # nearest to ref 4: the match
+        _offset(ref_ra[5], DEC0 + 0.1, 0.0, 0.0),  # nowhere near
+    ]
+    cat = new_catalogue(
+        ra=[p[0] for p in pos],
+        dec=[p[1] for p in pos],
+        snr=[6.0, 14.0, 25.0, 55.0, 9.0, 11.0, 30.0],
+        total_flux=[1.1e-3, 0.9e-3, 1.0e-3, 1e-3, 1e-3, 1.2e-3, 1e-3],
+    )
+    return ref, cat
+
+
+def test_one_to_one_match_counts():
+    ref, cat = make_pair()
+    m = crossmatch(ref, cat, radius=3.0)
+    assert m.frame == "sky"
+    assert dict(zip(m.ref.tolist(), m.cat.tolist())) == {0: 0, 1: 1, 2: 2, 4: 5}
+    np.testing.assert_allclose(
+        sorted(m.separation), [0.5, 0.8, math.hypot(0.6, 0.6), 1.0], atol=1e-3
+    )
+    metrics = match_metrics(ref, cat, m)
+    assert (metrics["n_reference"], metrics["n_catalog"], metrics["n_matched"]) == (6, 7, 4)
+    assert metrics["completeness"] == pytest.approx(4 / 6)
+    assert metrics["reliability"] == pytest.approx(4 / 7)
+    c, r = 4 / 6, 4 / 7
+    assert metrics["f1"] == pytest.approx(2 * c * r / (c + r))
+    assert metrics["median_flux_ratio"] == pytest.approx(np.median([1.1, 0.9, 1.0, 1.2]))
+    assert metrics["median_offset_arcsec"] == pytest.approx(
+        np.median([0.5, 0.8, math.hypot(0.6, 0.6), 1.0]), abs=1e-3
+    )
+    # A larger radius picks up the source at 3.2".
+    assert len(crossmatch(ref, cat, radius=3.5).ref) == 5
+
+
+def test_per_bin_numbers():
+    ref, cat = make_pair()
+    bins = {
+        b["label"]: b for b in match_metrics(ref, cat, crossmatch(ref, cat, radius=3.0))["snr_bins"]
+    }
+    # References: 5-10 {0, 5}, 10-20 {1, 4}, 20-50 {2}, >50 {3}.
+    assert [bins[k]["n_reference"] for k in ("5-10", "10-20", "20-50", ">50")] == [2, 2, 1, 1]
+    assert [bins[k]["n_matched"] for k in ("5-10", "10-20", "20-50", ">50")] == [1, 2, 1, 0]
+    # Catalogue: matched 0->5-10, 1->10-20, 2->20-50, 5->10-20 (its reference's bin);
+    # unmatched by own snr: 3 (55)->>50, 4 (9)->5-10, 6 (30)->20-50.
+    assert [bins[k]["n_catalog"] for k in ("5-10", "10-20", "20-50", ">50")] == [2, 2, 2, 1]
+    assert bins["5-10"]["completeness"] == 0.5 and bins["5-10"]["reliability"] == 0.5
+    assert bins["10-20"]["completeness"] == 1.0 and bins["10-20"]["reliability"] == 1.0
+    assert bins[">50"]["completeness"] == 0.0 and bins[">50"]["reliability"] == 0.0
+
+
+def test_pixel_matching_without_sky_positions():
+    ref = new_catalogue(x=[10.0, 50.0], y=[10.0, 50.0], snr=[10.0, 10.0])
+    cat = new_catalogue(x=[10.5, 52.5, 80.0], y=[10.0, 50.0, 80.0], snr=[10.0, 10.0, 10.0])
+    m = crossmatch(ref, cat, radius=4.0, pixel_radius=2.0)
+    assert m.frame == "pixel" and m.ref.tolist() == [0] and m.cat.tolist() == [0]
+    with pytest.raises(ValueError, match="pixel scale"):
+        crossmatch(ref, cat, radius=4.0)
+
+
+def test_default_radius_prefers_the_given_beam_then_meta_then_sizes():
+    ref, cat = make_pair()
+    assert default_radius(ref, cat, beam=(10.0, 8.0, 0.0))[0] == 5.0
+    assert default_radius(ref, cat)[0] == 3.0
+    ref.meta.clear()
+    r, source = default_radius(ref, cat)
+    assert r == 3.0 and "median" in source
+
+
+def test_empty_catalogue():
+    ref, _ = make_pair()
+    empty = new_catalogue(ra=[], dec=[])
+    metrics = match_metrics(ref, empty, crossmatch(ref, empty, radius=3.0))
+    assert (
+        metrics["n_matched"] == 0
+        and metrics["completeness"] == 0.0
+        and math.isnan(metrics["reliability"])
+    )
