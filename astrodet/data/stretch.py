@@ -13,6 +13,8 @@ sqrt        square root of the [0, 1]-normalised image
 log         ``log10(a x + 1) / log10(a + 1)`` (``a=1000``)
 asinh       ``asinh(x / a) / asinh(1 / a)`` (``a=0.1``)
 power       ``x ** a`` (``a=2``, emphasises the bright cores)
+snr         the image in units of its local noise, ``(x - bkg) / rms``, asinh-stretched
+            between fixed S/N limits (independent of the flux scale)
 multi       three stretches of one single-channel image in three channels (HxWx3), see
             :func:`multi_stretch`
 ==========  =================================================================================
@@ -199,6 +201,29 @@ def power_stretch(image, *, a=2.0, lower=0.5, upper=100.0, vmin=None, vmax=None)
     if a <= 0:
         raise ValueError(f"power stretch needs a > 0, got a={a}")
     return np.power(_normalised(image, lower, upper, vmin, vmax), a).astype(np.float32)
+
+
+@register_stretch("snr")
+def snr_stretch(image, *, a=3.0, low=-3.0, high=1000.0, sigma=3.0) -> np.ndarray:
+    """The image in units of its noise, ``s = (x - background) / rms`` (sigma-clipped median
+    and standard deviation of the finite pixels), then ``asinh(s / a)`` mapped from
+    ``[low, high]`` to [0, 1]. Fixed limits in S/N do not depend on a telescope's flux
+    scale or noise level, so a detector sees the same picture of a 10-sigma source on any
+    survey."""
+    from astropy.stats import sigma_clipped_stats
+
+    if a <= 0 or not low < high:
+        raise ValueError(f"snr stretch needs a > 0 and low < high, got a={a}, {low}, {high}")
+    image = np.asarray(image, dtype=np.float32)
+    values = _finite_values(image)
+    if values.size == 0:
+        return np.zeros(image.shape, np.float32)
+    _, median, std = sigma_clipped_stats(values, sigma=sigma, maxiters=5)
+    if not np.isfinite(std) or std <= 0:
+        std = float(np.std(values)) or 1.0
+    s = (image - np.float32(median)) / np.float32(std)
+    lo, hi = np.arcsinh(low / a), np.arcsinh(high / a)
+    return _rescale(np.arcsinh(np.clip(s, low, high) / a), float(lo), float(hi))
 
 
 def _single_channel(image: np.ndarray, what: str) -> np.ndarray:

@@ -1,0 +1,449 @@
+"""A trained detector as a source finder: tiled inference over a whole field, boxes merged
+across tiles, each source measured on the original float pixels.
+
+The field is cut into overlapping tiles of the config's ``dataloader.tile_size`` (the size
+of the training images) and each tile is shown to the model as in training: NaN filled,
+stretched (the config's stretch, e.g. ``snr``), flipped to display orientation (north up).
+A field whose beam spans another number of pixels than the training images'
+(``dataloader.beam_pixels``) is resampled so that it matches: tiles then cover
+``tile_size / f`` field pixels and the boxes are mapped back to the field's own pixel grid.
+
+Merging. A source cut by an inner tile edge is held whole by the neighbouring tile when it
+is smaller than the overlap, so a box touching an inner edge is dropped when the overlap
+could hold it; what remains is merged by non-maximum suppression over the overlaps.
+
+Boxes inside this module are XYXY in field pixels, FITS orientation, COCO convention
+(pixel ``i`` spans ``[i, i + 1)``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from pathlib import Path
+
+import numpy as np
+
+from .base import register_finder
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DetectorFinder", "TileBoxes", "drop_inner_edge_boxes", "merge_tile_boxes"]
+
+#: Chunk side (field pixels) over which the background map and measurements are made, so
+#: a 16k x 16k field never holds more than one chunk's maps in memory.
+MEASURE_CHUNK = 2048
+MEASURE_MARGIN = 64
+
+
+@dataclass
+class TileBoxes:
+    """Detections of one tile: ``boxes`` XYXY field pixels (COCO convention), ``scores``,
+    and the tile's field bounds."""
+
+    y0: int
+    x0: int
+    y1: int
+    x1: int
+    boxes: np.ndarray = dc_field(default_factory=lambda: np.zeros((0, 4)))
+    scores: np.ndarray = dc_field(default_factory=lambda: np.zeros(0))
+
+
+def drop_inner_edge_boxes(
+    tile: TileBoxes, *, shape: tuple[int, int], overlap: float, margin: float = 1.0
+) -> np.ndarray:
+    """Boolean keep-mask of a tile's boxes: a box touching an edge of the tile that lies
+    inside the field (within ``margin`` pixels) is dropped when it is smaller than the
+    ``overlap`` along that axis (the neighbouring tile holds it whole).
+
+    Args:
+        tile: the tile and its boxes.
+        shape: the field's (ny, nx).
+        overlap: tile overlap in field pixels.
+        margin: how close to an edge counts as touching it.
+    """
+    b = np.asarray(tile.boxes, float).reshape(-1, 4)
+    ny, nx = shape
+    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    fits_x, fits_y = w < overlap - margin, h < overlap - margin
+    drop = np.zeros(len(b), bool)
+    if tile.x0 > 0:
+        drop |= (b[:, 0] <= tile.x0 + margin) & fits_x
+    if tile.x1 < nx:
+        drop |= (b[:, 2] >= tile.x1 - margin) & fits_x
+    if tile.y0 > 0:
+        drop |= (b[:, 1] <= tile.y0 + margin) & fits_y
+    if tile.y1 < ny:
+        drop |= (b[:, 3] >= tile.y1 - margin) & fits_y
+    return ~drop
+
+
+def merge_tile_boxes(
+    tiles: Sequence[TileBoxes],
+    *,
+    shape: tuple[int, int],
+    overlap: float,
+    nms_thresh: float = 0.3,
+    margin: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One set of boxes for the field: inner-edge boxes dropped (see
+    :func:`drop_inner_edge_boxes`), then NMS over what the overlaps found twice.
+
+    Returns:
+        (boxes N x 4, scores N), by decreasing score.
+    """
+    import torch
+    from torchvision.ops import nms
+
+    boxes, scores = [], []
+    for t in tiles:
+        keep = drop_inner_edge_boxes(t, shape=shape, overlap=overlap, margin=margin)
+        boxes.append(np.asarray(t.boxes, float).reshape(-1, 4)[keep])
+        scores.append(np.asarray(t.scores, float).reshape(-1)[keep])
+    if not boxes:
+        return np.zeros((0, 4)), np.zeros(0)
+    b, s = np.concatenate(boxes), np.concatenate(scores)
+    if len(b) == 0:
+        return b, s
+    keep = nms(torch.as_tensor(b), torch.as_tensor(s), nms_thresh).numpy()
+    return b[keep], s[keep]
+
+
+def _fill_nan(tile: np.ndarray) -> np.ndarray:
+    """NaN/inf -> the median of the finite pixels (the background, as far as it is known)."""
+    bad = ~np.isfinite(tile)
+    if bad.any():
+        good = tile[~bad]
+        tile = tile.copy()
+        tile[bad] = np.median(good) if good.size else 0.0
+    return tile
+
+
+@register_finder("detector")
+class DetectorFinder:
+    """Tiled inference of a trained detector over a whole field.
+
+    Args:
+        model: a detector in eval mode (``AstroFasterRCNN``), inputs CHW in [0, 1].
+        tile_size: the side of the training images (model tiles), pixels.
+        beam_pixels: beam FWHM in pixels of the training images (None: no resampling).
+        stretch: the training stretch (``astrodet.data.stretch``).
+        overlap: tile overlap in model-tile pixels (default a quarter of ``tile_size``).
+        batch_size: tiles per forward pass.
+        score_thresh: keep detections at least this confident.
+        nms_thresh: IoU of the NMS across tile overlaps.
+        rescale: resample fields to the training beam in pixels.
+        device: torch device.
+        progress: a tqdm bar over the tiles.
+        measure: measure each source on the field (peak, flux, shape, rms); False keeps
+            positions and sizes from the boxes only.
+    """
+
+    name = "detector"
+
+    def __init__(
+        self,
+        *,
+        model,
+        tile_size: int,
+        beam_pixels: float | None,
+        stretch: str | None = "snr",
+        overlap: int | None = None,
+        batch_size: int = 8,
+        score_thresh: float = 0.5,
+        nms_thresh: float = 0.3,
+        rescale: bool = True,
+        device: str = "cpu",
+        progress: bool = True,
+        measure: bool = True,
+    ):
+        if tile_size < 16:
+            raise ValueError(f"tile_size must be >= 16 pixels, got {tile_size}")
+        self.model = model.eval()
+        self.tile_size = int(tile_size)
+        self.beam_pixels = float(beam_pixels) if beam_pixels else None
+        self.stretch = stretch
+        self.overlap = int(overlap) if overlap is not None else self.tile_size // 4
+        if not 0 <= self.overlap < self.tile_size:
+            raise ValueError(f"overlap must be in [0, {self.tile_size}), got {self.overlap}")
+        self.batch_size = max(1, int(batch_size))
+        self.score_thresh = float(score_thresh)
+        self.nms_thresh = float(nms_thresh)
+        self.rescale = bool(rescale)
+        self.device = device
+        self.progress = progress
+        self.measure = measure
+        self.stats: dict = {}
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_config(
+        cls,
+        config_file: str | os.PathLike,
+        weights: str | os.PathLike,
+        *,
+        overrides: Sequence[str] = (),
+        **kwargs,
+    ) -> DetectorFinder:
+        """Build the model of a LazyConfig, load ``weights`` strictly, read the tile size and
+        training beam from ``dataloader.tile_size`` / ``dataloader.beam_pixels`` and the
+        stretch from ``dataloader.test.stretch``.
+
+        Raises:
+            FileNotFoundError: no config or weights file.
+            ValueError: the checkpoint does not fit the config's model (one line).
+        """
+        import torch
+
+        from astrodet.config import LazyConfig, instantiate
+        from astrodet.engine.checkpoint import Checkpointer
+
+        config_file, weights = Path(config_file), Path(weights)
+        for p in (config_file, weights):
+            if not p.is_file():
+                raise FileNotFoundError(f"{p} not found")
+        cfg = LazyConfig.apply_overrides(LazyConfig.load(str(config_file)), list(overrides))
+        dl = cfg.dataloader
+        tile = dl.get("tile_size") or dl.train.get("image_size")
+        beam = dl.get("beam_pixels")
+        if beam is None:
+            logger.warning(
+                "%s has no dataloader.beam_pixels: fields are not resampled", config_file
+            )
+        torch.set_num_threads(int(cfg.train.get("num_threads") or torch.get_num_threads()))
+        model = instantiate(cfg.model)
+        try:
+            Checkpointer(model).load(weights, checkpointables=False)
+        except RuntimeError as e:
+            raise ValueError(
+                f"checkpoint {weights} does not fit the model of {config_file} (trained with "
+                f"another config?): {str(e).split(': ', 2)[-1][:200]}"
+            ) from None
+        kwargs.setdefault("stretch", dl.test.get("stretch", "snr"))
+        return cls(model=model, tile_size=int(tile), beam_pixels=beam, **kwargs)
+
+    # ------------------------------------------------------------------ detection
+    def scale_factor(self, field) -> float:
+        """Model-tile pixels per field pixel (1 when not resampling)."""
+        if not self.rescale or not self.beam_pixels:
+            return 1.0
+        f = self.beam_pixels / field.beam_pixels()
+        return 1.0 if abs(f - 1.0) < 0.02 else f
+
+    def _prepare(self, raw: np.ndarray):
+        """A field tile -> the model's CHW tensor (stretched, display orientation, resampled
+        to ``tile_size``), as the training images were shown."""
+        import torch
+        import torch.nn.functional as F
+
+        from astrodet.data.stretch import to_rgb
+
+        rgb = to_rgb(_fill_nan(raw)[::-1], stretch=self.stretch)  # north up, as in training
+        t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
+        if t.shape[1:] != (self.tile_size, self.tile_size):
+            shrink = t.shape[1] > self.tile_size
+            t = F.interpolate(
+                t[None],
+                size=(self.tile_size, self.tile_size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=shrink,
+            )[0]
+        return t.clamp_(0.0, 1.0)
+
+    def detect(self, field) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes (XYXY field pixels, FITS orientation, COCO convention) and scores of the
+        sources in ``field``, merged across tiles. ``self.stats`` records the tile counts."""
+        import torch
+        from tqdm import tqdm
+
+        f = self.scale_factor(field)
+        size = max(8, int(round(self.tile_size / f)))
+        overlap = min(size - 1, int(round(self.overlap / f)))
+        tiles = list(field.tiles(size, overlap))
+        results: list[TileBoxes] = []
+        skipped = 0
+        batch: list = []
+
+        def flush():
+            if not batch:
+                return
+            with torch.no_grad():
+                out = self.model([t for _, t in batch])
+            for (tile, _), o in zip(batch, out):
+                keep = o["scores"] >= self.score_thresh
+                b = o["boxes"][keep].double().numpy()
+                h, w = tile.y1 - tile.y0, tile.x1 - tile.x0
+                sx, sy = w / self.tile_size, h / self.tile_size
+                # display -> FITS orientation, model-tile -> field pixels (edge coordinates)
+                fb = np.stack(
+                    [
+                        tile.x0 + b[:, 0] * sx,
+                        tile.y0 + h - b[:, 3] * sy,
+                        tile.x0 + b[:, 2] * sx,
+                        tile.y0 + h - b[:, 1] * sy,
+                    ],
+                    axis=1,
+                ).reshape(-1, 4)
+                results.append(
+                    TileBoxes(tile.y0, tile.x0, tile.y1, tile.x1, fb, o["scores"][keep].numpy())
+                )
+            batch.clear()
+
+        bar = tqdm(tiles, desc=f"{Path(field.path).name}", unit="tile", disable=not self.progress)
+        for tile in bar:
+            raw = field.read(tile.y0, tile.y1, tile.x0, tile.x1)
+            if not np.isfinite(raw).any():
+                skipped += 1
+                continue
+            batch.append((tile, self._prepare(raw).to(self.device)))
+            if len(batch) >= self.batch_size:
+                flush()
+        flush()
+        if skipped:
+            logger.info("%s: skipped %d of %d all-NaN tiles", field.path, skipped, len(tiles))
+        boxes, scores = merge_tile_boxes(
+            results, shape=field.shape, overlap=overlap, nms_thresh=self.nms_thresh
+        )
+        self.stats = {
+            "tiles": len(tiles),
+            "skipped_nan_tiles": skipped,
+            "scale_factor": f,
+            "tile_pixels": size,
+            "overlap_pixels": overlap,
+            "raw_boxes": int(sum(len(r.boxes) for r in results)),
+            "boxes": len(boxes),
+        }
+        return boxes, scores
+
+    # ------------------------------------------------------------------ catalogue
+    def find(self, field):
+        """The catalogue of ``field``: detected boxes, measured on the float pixels."""
+        from astrodet.sky.catalogue import coco_to_catalogue, new_catalogue
+
+        boxes, scores = self.detect(field)
+        meta = {
+            "FINDER": self.name,
+            "IMAGE": Path(field.path).name,
+            "BEAM_MAJ": field.beam.maj,
+            "BEAM_MIN": field.beam.min,
+            "BEAM_PA": field.beam.pa,
+            "NTILES": self.stats["tiles"],
+            "NSKIPNAN": self.stats["skipped_nan_tiles"],
+        }
+        if field.pixel_scale:
+            meta["PIXSCALE"] = field.pixel_scale
+        if not self.measure or len(boxes) == 0:
+            table = coco_to_catalogue(
+                boxes, wcs=field.wcs, pixel_scale=field.pixel_scale, scores=scores, meta=meta
+            )
+            return table if len(boxes) else new_catalogue(meta=meta)
+        return measure_field(field, boxes, scores, meta=meta)
+
+
+def measure_field(field, boxes: np.ndarray, scores: np.ndarray, *, meta: dict):
+    """Measure boxes on a field chunk by chunk (a background map per chunk and its margin,
+    then the sources whose centre is in the chunk), so memory stays bounded on large
+    fields. Rows follow the order of ``boxes``."""
+    from astropy.table import vstack
+
+    from astrodet.sky.catalogue import new_catalogue
+    from astrodet.sky.measure import background_map, measure_sources
+
+    ny, nx = field.shape
+    n_y, n_x = math.ceil(ny / MEASURE_CHUNK), math.ceil(nx / MEASURE_CHUNK)
+    iy = np.clip(((boxes[:, 1] + boxes[:, 3]) / 2.0 // MEASURE_CHUNK).astype(int), 0, n_y - 1)
+    ix = np.clip(((boxes[:, 0] + boxes[:, 2]) / 2.0 // MEASURE_CHUNK).astype(int), 0, n_x - 1)
+    parts, order = [], []
+    for cy, cx in sorted(set(zip(iy.tolist(), ix.tolist()))):
+        inside = np.flatnonzero((iy == cy) & (ix == cx))
+        b = boxes[inside]
+        ry0 = max(0, min(cy * MEASURE_CHUNK, int(b[:, 1].min())) - MEASURE_MARGIN)
+        rx0 = max(0, min(cx * MEASURE_CHUNK, int(b[:, 0].min())) - MEASURE_MARGIN)
+        ry1 = min(ny, max((cy + 1) * MEASURE_CHUNK, math.ceil(b[:, 3].max())) + MEASURE_MARGIN)
+        rx1 = min(nx, max((cx + 1) * MEASURE_CHUNK, math.ceil(b[:, 2].max())) + MEASURE_MARGIN)
+        image = field.read(ry0, ry1, rx0, rx1)
+        bkg, rms = background_map(image, beam_pixels=field.beam_pixels())
+        parts.append(
+            measure_sources(
+                image,
+                b - np.array([rx0, ry0, rx0, ry0], float),
+                rms=rms,
+                bkg=bkg,
+                beam=field.beam,
+                pixel_scale=field.pixel_scale,
+                scores=scores[inside],
+                offset=(rx0, ry0),
+                wcs=field.wcs,
+            )
+        )
+        order.append(inside)
+    table = vstack(parts) if len(parts) > 1 else parts[0]
+    table = table[np.argsort(np.concatenate(order))]  # back to the order of the boxes
+    columns = {c: np.asarray(table[c]) for c in table.colnames if c != "source_id"}
+    return new_catalogue(meta={**dict(table.meta), **meta}, **columns)
+
+
+def save_field_picture(field, table, path: str | os.PathLike, *, max_pixels: int = 2048) -> Path:
+    """A PNG of the field (zscale limits, asinh) with the catalogue's FWHM ellipses, north up.
+
+    Any catalogue works (a finder's, PyBDSF's). Large fields are shown subsampled to at
+    most ``max_pixels`` per side (read strided from the memory map).
+
+    Args:
+        field: the :class:`~astrodet.sky.field.Field`.
+        table: a catalogue in our columns (x, y pixels; maj/min arcsec; pa deg).
+        path: the PNG, written atomically.
+        max_pixels: longest side of the picture in image pixels.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from astropy.visualization import AsinhStretch, ImageNormalize, ZScaleInterval
+    from matplotlib.patches import Ellipse
+
+    from astrodet.utils import atomic_write_bytes
+
+    ny, nx = field.shape
+    step = max(1, math.ceil(max(ny, nx) / max_pixels))
+    rows = [field.read(y, y + 1, 0, nx)[0, ::step] for y in range(0, ny, step)]
+    image = np.asarray(rows, np.float32)
+    finite = image[np.isfinite(image)]
+    norm = None
+    if finite.size:
+        lo, hi = ZScaleInterval().get_limits(finite)
+        norm = ImageNormalize(vmin=lo, vmax=max(hi, lo + 1e-12), stretch=AsinhStretch(0.1))
+    fig, ax = plt.subplots(figsize=(7, 7 * ny / max(nx, 1)), dpi=110)
+    ax.imshow(image, origin="lower", cmap="gray_r", norm=norm, interpolation="nearest")
+    scale = (field.pixel_scale or 1.0) * step
+    for row in table:
+        x, y = float(row["x"]) / step, float(row["y"]) / step
+        maj, mn, pa = (float(row[c]) for c in ("maj", "min", "pa"))
+        if not np.isfinite(maj * mn):
+            maj = mn = field.beam.fwhm
+        # north up, east left: a position angle east of north is 90 + pa from the +x axis
+        ax.add_patch(
+            Ellipse(
+                (x, y),
+                maj / scale,
+                mn / scale,
+                angle=90.0 + (pa if np.isfinite(pa) else 0.0),
+                fill=False,
+                color="tab:red",
+                lw=0.8,
+            )
+        )
+    ax.set_title(f"{Path(field.path).name}: {len(table)} sources", fontsize=9)
+    ax.set_xlabel("x (pixel)")
+    ax.set_ylabel("y (pixel)")
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,214 @@
+"""PyBDSF as a source finder: ``bdsf.process_image`` on a FITS field, its source list (srl)
+read into our catalogue columns.
+
+PyBDSF writes a log file beside its input image and needs the restoring beam and an
+observing frequency from the header. The image is therefore linked into a temporary folder
+(the user's folder stays untouched, read-only ones work), and the beam (``--beam``) and a
+frequency are passed as arguments when the header lacks them. The frequency only labels the
+plane: a single-plane Stokes-I catalogue does not depend on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from .base import register_finder
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PyBDSFFinder", "header_has_frequency", "run_pybdsf"]
+
+#: Frequency (Hz) given to PyBDSF when the header names none; it only labels the plane.
+DEFAULT_FREQUENCY = 1.4e9
+
+
+def header_has_frequency(header) -> bool:
+    """Whether PyBDSF finds an observing frequency in ``header``: it reads a FREQ axis only
+    (not ``RESTFRQ``)."""
+    for i in range(1, int(header.get("NAXIS", 0)) + 1):
+        if str(header.get(f"CTYPE{i}", "")).upper().startswith("FREQ"):
+            return True
+    return False
+
+
+def _beam_triple(beam) -> tuple[float, float, float] | None:
+    """(maj, min, pa) in arcsec, arcsec, deg from a Beam-like object or a sequence."""
+    if beam is None:
+        return None
+    if hasattr(beam, "maj"):
+        return float(beam.maj), float(beam.min), float(beam.pa)
+    values = [float(v) for v in beam]
+    if len(values) != 3:
+        raise ValueError(f"beam takes MAJ MIN PA (arcsec, arcsec, deg), got {values}")
+    return values[0], values[1], values[2]
+
+
+def run_pybdsf(
+    image: str | os.PathLike,
+    *,
+    out_file: str | os.PathLike,
+    beam: Sequence[float] | object | None = None,
+    frequency: float | None = None,
+    thresh_isl: float = 3.0,
+    thresh_pix: float = 5.0,
+    ncores: int = 1,
+    **options,
+) -> dict:
+    """Run PyBDSF on a FITS image and write its source list as a FITS table.
+
+    Args:
+        image: the FITS image (2-4 axes; PyBDSF takes the first Stokes/frequency plane).
+        out_file: the source list (``.fits``), written atomically; an image without sources
+            gives an empty table with PyBDSF's main columns.
+        beam: ``(maj, min, pa)`` arcsec, arcsec, deg, or a ``Beam``; required when the
+            header has no ``BMAJ``, otherwise it overrides the header.
+        frequency: Hz, passed when the header has none (default 1.4 GHz, a label only).
+        thresh_isl, thresh_pix: island and peak thresholds in units of the local rms.
+        ncores: PyBDSF worker processes for the Gaussian fits.
+        **options: more ``bdsf.process_image`` options (``rms_box``, ``adaptive_rms_box``...).
+
+    Returns:
+        ``{"n_sources", "seconds"}`` (the seconds of ``process_image`` and writing).
+
+    Raises:
+        FileNotFoundError: no such image.
+        ValueError: no beam in the header and none given (naming the file and ``--beam``),
+            or PyBDSF failed on the image (its message).
+    """
+    import bdsf
+    from astropy.io import fits
+
+    image = Path(image)
+    if not image.is_file():
+        raise FileNotFoundError(f"FITS image {image} not found")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # survey headers often hold non-standard cards
+        header = fits.getheader(image)
+    kwargs = dict(thresh_isl=thresh_isl, thresh_pix=thresh_pix, ncores=ncores, quiet=True)
+    triple = _beam_triple(beam)
+    if triple is not None:
+        kwargs["beam"] = (triple[0] / 3600.0, triple[1] / 3600.0, triple[2])
+    elif "BMAJ" not in header:
+        raise ValueError(
+            f"{image}: no beam in the header (BMAJ/BMIN/BPA); give it with "
+            "--beam MAJ MIN PA (arcsec, arcsec, deg)"
+        )
+    if frequency is not None or not header_has_frequency(header):
+        kwargs["frequency"] = float(frequency or DEFAULT_FREQUENCY)
+    kwargs.update(options)
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="pybdsf_") as tmp:
+        local = Path(tmp) / image.name
+        try:
+            local.symlink_to(image.resolve())
+        except OSError:
+            shutil.copyfile(image, local)
+        # PyBDSF prints progress and warnings even when quiet: keep the caller's output clean
+        sink = io.StringIO()
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), _quiet_pybdsf_log():
+            warnings.simplefilter("ignore")
+            try:
+                img = bdsf.process_image(str(local), **kwargs)
+            except Exception as e:  # PyBDSF raises RuntimeError and its own types
+                raise ValueError(f"{image}: PyBDSF failed: {e}") from e
+            n = int(getattr(img, "nsrc", 0) or 0)
+            tmp_out = Path(tmp) / "catalogue.srl.fits"
+            if n:
+                img.write_catalog(
+                    outfile=str(tmp_out), format="fits", catalog_type="srl", clobber=True
+                )
+            else:
+                _empty_srl().write(tmp_out, format="fits", overwrite=True)
+        _move(tmp_out, out_file)
+    seconds = time.perf_counter() - start
+    logger.info("PyBDSF: %d sources in %s (%.2f s)", n, image, seconds)
+    return {"n_sources": n, "seconds": seconds}
+
+
+@contextlib.contextmanager
+def _quiet_pybdsf_log():
+    """PyBDSF logs every step at INFO through ``logging``: only its warnings pass."""
+    log = logging.getLogger("PyBDSF")
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _move(src: Path, dst: Path) -> None:
+    """Copy to a temporary name beside ``dst``, then rename (atomic on ``dst``'s disk)."""
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _empty_srl():
+    """An empty PyBDSF source list (the columns our readers use, PyBDSF's units)."""
+    from astropy.table import Table
+
+    names = ("Source_id", "RA", "DEC", "Total_flux", "Peak_flux", "Maj", "Min", "PA", "Isl_rms")
+    units = (None, "deg", "deg", "Jy", "Jy/beam", "deg", "deg", "deg", "Jy/beam")
+    t = Table(names=names, dtype=[int] + [float] * (len(names) - 1))
+    for name, unit in zip(names, units):
+        t[name].unit = unit
+    return t
+
+
+@register_finder("pybdsf")
+class PyBDSFFinder:
+    """PyBDSF behind the finder interface: ``find(field)`` -> a catalogue in our columns.
+
+    Args:
+        thresh_isl, thresh_pix: PyBDSF's island and peak thresholds (rms units).
+        frequency: Hz for headers without one (a label only).
+        ncores: PyBDSF worker processes.
+        **options: more ``bdsf.process_image`` options.
+    """
+
+    name = "pybdsf"
+
+    def __init__(
+        self,
+        *,
+        thresh_isl: float = 3.0,
+        thresh_pix: float = 5.0,
+        frequency: float | None = None,
+        ncores: int = 1,
+        **options,
+    ):
+        self.options = dict(
+            thresh_isl=thresh_isl,
+            thresh_pix=thresh_pix,
+            frequency=frequency,
+            ncores=ncores,
+            **options,
+        )
+        self.last_seconds: float | None = None
+
+    def find(self, field):
+        """Run PyBDSF on ``field.path`` with ``field.beam``; score 1 for every source."""
+        from astrodet.sky.catalogue import read_catalogue
+
+        with tempfile.TemporaryDirectory(prefix="pybdsf_cat_") as tmp:
+            out = Path(tmp) / "srl.fits"
+            info = run_pybdsf(field.path, out_file=out, beam=field.beam, **self.options)
+            table = read_catalogue(out)
+        self.last_seconds = info["seconds"]
+        table.meta["FINDER"] = self.name
+        table.meta["SECONDS"] = round(info["seconds"], 3)
+        if "score" in table.colnames:
+            table["score"] = 1.0
+        return table
