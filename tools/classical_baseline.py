@@ -2,9 +2,13 @@
 """The classical baseline: a threshold source finder scored by the detectors' COCO evaluator.
 
     python tools/classical_baseline.py --json-file J --image-root R --output DIR [--nsigma 5]
+        [--calibrate-on TRAIN_JSON --calibrate-images TRAIN_DIR]
 
 writes DIR/metrics.json (bbox/AP, bbox/AP50, bbox/AP75, per category, as tools/train_net.py),
-DIR/coco_instances_results.json and DIR/finder.json (the settings).
+DIR/coco_instances_results.json and DIR/finder.json (the settings). A network learns the size
+of its boxes from its training labels; with --calibrate-on the finder does too: the box scale
+(and, with --calibrate-nsigma, the threshold) maximising AP50 on the training images is used
+and written to DIR/calibration.json.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import json
 import logging
 import sys
 
-from astrodet.evaluation.classical import run_classical_baseline
+from astrodet.sky.finders.classical import run_classical_baseline
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,8 +42,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--box-scale",
         type=float,
-        default=1.0,
-        help="scale of the box about the source (1 = the FWHM ellipse's bounding box)",
+        default=None,
+        help="scale of the box about the source (default 1 = the FWHM ellipse's bounding box)",
+    )
+    p.add_argument(
+        "--calibrate-on",
+        default=None,
+        metavar="TRAIN_JSON",
+        help="COCO json of labelled training images: fit the box scale there (AP50 grid search)",
+    )
+    p.add_argument("--calibrate-images", default=None, help="image folder of --calibrate-on")
+    p.add_argument(
+        "--calibrate-nsigma",
+        type=float,
+        nargs="+",
+        default=None,
+        help="thresholds the calibration also tries (default: --nsigma only)",
+    )
+    p.add_argument(
+        "--calibrate-max-images",
+        type=int,
+        default=None,
+        help="use at most this many training images for the calibration",
     )
     p.add_argument("--max-fwhm", type=float, default=None, help="drop sources wider than this (px)")
     p.add_argument("--category", default=None, help="category (name or id) of the detections")
@@ -50,7 +74,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.calibrate_on is None) != (args.calibrate_images is None):
+        parser.error("--calibrate-on and --calibrate-images go together")
+    if args.calibrate_on is not None and args.box_scale is not None:
+        parser.error("--box-scale and --calibrate-on exclude each other (calibration fits it)")
+    if args.calibrate_on is None and args.calibrate_nsigma is not None:
+        parser.error("--calibrate-nsigma needs --calibrate-on")
+    calibration = {}
+    if args.calibrate_on is not None:
+        calibration = dict(
+            calibrate_on=args.calibrate_on,
+            calibrate_images=args.calibrate_images,
+            calibrate_nsigmas=args.calibrate_nsigma,
+            calibrate_max_images=args.calibrate_max_images,
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         metrics = run_classical_baseline(
@@ -65,12 +104,12 @@ def main(argv: list[str] | None = None) -> int:
             npixels=args.npixels,
             deblend=args.deblend,
             min_separation=args.min_separation,
-            box_scale=args.box_scale,
             max_fwhm=args.max_fwhm,
+            **({} if args.calibrate_on else {"box_scale": args.box_scale or 1.0}),
+            **calibration,
         )
     except (FileNotFoundError, FileExistsError, ValueError) as e:
-        logging.getLogger("classical_baseline").error("%s", e)
-        return 1
+        parser.error(str(e))
     print(json.dumps(metrics, indent=2))
     return 0
 

@@ -105,7 +105,8 @@ def _header_beam(header, path: Path) -> Beam | None:
                 f"{path}: BPA missing from the header: beam position angle 0 assumed", stacklevel=3
             )
             pa = 0.0
-        return Beam(maj, mn, pa)
+        # deg -> arcsec; rounding drops the float noise of the conversion (5.999999999999997)
+        return Beam(round(maj, 9), round(mn, 9), pa)
     for line in reversed(header.get("HISTORY", [])):
         m = _AIPS_BEAM.search(str(line))
         if m:

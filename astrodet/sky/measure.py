@@ -11,8 +11,8 @@ whose box is the bounding box of its FWHM ellipse (the MGCLS convention) are cou
 * ``peak_flux``: the brightest background-subtracted pixel in the box (Jy/beam);
 * ``total_flux``: the sum of the background-subtracted pixels over the beam area in pixels
   (Jy), the usual conversion from Jy/beam;
-* ``maj``, ``min``, ``pa``: from the flux-weighted second moments of the pixels above
-  ``3 x rms`` (half the peak for fainter ones), corrected for the part of a Gaussian cut away
+* ``maj``, ``min``, ``pa``: from the flux-weighted second moments of the connected pixels
+  around the peak above ``3 x rms`` (half the peak for fainter ones), corrected for the part of a Gaussian cut away
   by that level, as FWHM in arcsec and a position angle east of north through the WCS (any
   orientation or flip; north up with east to the left without a WCS);
 * ``x``, ``y``: the flux-weighted centroid (0-based pixel centres, the field's frame),
@@ -185,6 +185,8 @@ def measure_sources(
         a catalogue (:func:`astrodet.sky.catalogue.new_catalogue`); the beam and pixel scale
         are in its meta.
     """
+    from scipy import ndimage
+
     from .catalogue import PIXSCALE_KEY, new_catalogue
 
     image = np.asarray(image, dtype=np.float64)
@@ -223,7 +225,10 @@ def measure_sources(
         cols["total_flux"][i] = np.nansum(region) / beam_area
 
         level = 3.0 * local_rms if np.isfinite(local_rms) and 3.0 * local_rms < peak else 0.5 * peak
-        yy, xx = np.nonzero(np.nan_to_num(region, nan=-np.inf) >= level)
+        # The connected pixels above the level around the peak: isolated noise spikes in
+        # the box would weigh heavily on the second moments.
+        labels, _ = ndimage.label(np.nan_to_num(region, nan=-np.inf) >= level)
+        yy, xx = np.nonzero(labels == labels[py - gy0, px - gx0])
         w = region[yy, xx]
         if peak <= 0 or w.sum() <= 0:
             cols["x"][i], cols["y"][i] = px, py

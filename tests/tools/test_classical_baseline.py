@@ -64,16 +64,66 @@ def test_end_to_end(tiny_set, tmp_path):
     results = json.loads((out / "coco_instances_results.json").read_text())
     assert len(results) >= n_sources and {r["category_id"] for r in results} == {1}
     # An existing output folder is refused unless --overwrite.
-    assert _tool().main(argv) == 1
+    with pytest.raises(SystemExit) as e:
+        _tool().main(argv)
+    assert e.value.code == 2
     assert _tool().main([*argv, "--overwrite", "--nsigma", "1000"]) == 0
     assert json.loads((out / "metrics.json").read_text())["bbox/AP50"] == 0.0
 
 
-def test_bad_input(tiny_set, tmp_path, caplog):
+def _exit_message(tool, argv, capsys) -> str:
+    with pytest.raises(SystemExit) as e:
+        tool.main(argv)
+    assert e.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_bad_input(tiny_set, tmp_path, capsys):
     json_file, root, _ = tiny_set
     tool = _tool()
     argv = ["--image-root", str(root), "--output", str(tmp_path / "o")]
-    assert tool.main(["--json-file", str(tmp_path / "missing.json"), *argv]) == 1
-    assert "missing.json not found" in caplog.text
-    assert tool.main(["--json-file", str(json_file), *argv, "--category", "galaxy"]) == 1
-    assert "category 'galaxy' not in the json" in caplog.text
+    msg = _exit_message(tool, ["--json-file", str(tmp_path / "missing.json"), *argv], capsys)
+    assert "error:" in msg and "missing.json not found" in msg
+    msg = _exit_message(
+        tool, ["--json-file", str(json_file), *argv, "--category", "galaxy"], capsys
+    )
+    assert "category 'galaxy' not in the json" in msg
+    msg = _exit_message(
+        tool, ["--json-file", str(json_file), *argv, "--calibrate-on", str(json_file)], capsys
+    )
+    assert "--calibrate-images" in msg
+    both = ["--calibrate-on", str(json_file), "--calibrate-images", str(root), "--box-scale", "2"]
+    assert "exclude" in _exit_message(tool, ["--json-file", str(json_file), *argv, *both], capsys)
+
+
+def test_calibration_learns_the_box_convention(tiny_set, tmp_path):
+    """Labels drawn at 3 x the FWHM box: the default finder scores badly, the calibrated one
+    (fitted on a 'training' copy of the labels) recovers the scale and the AP50."""
+    json_file, root, _ = tiny_set
+    gt = json.loads(json_file.read_text())
+    for a in gt["annotations"]:
+        x, y, w, h = a["bbox"]
+        a["bbox"] = [x + w / 2 - 1.5 * w, y + h / 2 - 1.5 * h, 3 * w, 3 * h]
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps(gt))
+    common = ["--json-file", str(big), "--image-root", str(root)]
+    assert _tool().main([*common, "--output", str(tmp_path / "plain")]) == 0
+    plain = json.loads((tmp_path / "plain" / "metrics.json").read_text())["bbox/AP50"]
+    cal = [
+        "--calibrate-on",
+        str(big),
+        "--calibrate-images",
+        str(root),
+        "--calibrate-nsigma",
+        "5",
+        "7",
+    ]
+    assert _tool().main([*common, "--output", str(tmp_path / "cal"), *cal]) == 0
+    fit = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert fit["box_scale"] == pytest.approx(3.0, rel=0.15)
+    assert fit["median_size_ratio"] == pytest.approx(3.0, rel=0.15)
+    assert {g["nsigma"] for g in fit["grid"]} == {5.0, 7.0}
+    calibrated = json.loads((tmp_path / "cal" / "metrics.json").read_text())["bbox/AP50"]
+    assert plain < 0.2 and calibrated > 0.9
+    settings = json.loads((tmp_path / "cal" / "finder.json").read_text())
+    assert settings["box_scale"] == fit["box_scale"] and settings["calibrated_on"] == str(big)
