@@ -226,12 +226,16 @@ def prepare_image(
     image_size: int,
     center_crop: int | None = None,
     grey_one_channel: bool = False,
+    resize: int | None = None,
 ) -> torch.Tensor:
     """Turn one dataset dict into a model input: CHW float32 in [0, 1], ``image_size`` square.
 
     The raw image goes through ``astrodet.data.to_rgb`` (the stretch), an optional centred
     crop of ``center_crop`` native pixels, then a resize: bicubic when enlarging (the paper
     upscales GMNIST 64 -> 224 and RGZ 132 -> 224), antialiased bilinear when shrinking.
+    With ``resize``, the shorter side is first resized to ``resize`` pixels (same rule) and
+    ``center_crop`` counts resized pixels: ``resize=256, center_crop=224`` is the resize-then-
+    crop of DINOv2's Hugging Face image processor.
     With ``grey_one_channel``, a grey image keeps one channel (the trunk replicates it),
     which saves memory where a whole set is held in memory.
     """
@@ -241,22 +245,31 @@ def prepare_image(
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)
     if grey_one_channel and x.shape[0] == 3 and torch.equal(x[0], x[1]) and torch.equal(x[1], x[2]):
         x = x[:1]
+    if resize is not None:
+        h, w = x.shape[-2:]
+        scale = resize / min(h, w)
+        x = _resize(x, (max(1, round(h * scale)), max(1, round(w * scale))))
     if center_crop is not None:
         h, w = x.shape[-2:]
         c = min(center_crop, h, w)
         top, left = (h - c) // 2, (w - c) // 2
         x = x[:, top : top + c, left : left + c]
+    return _resize(x, (image_size, image_size)).contiguous()
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """CHW to ``size``: bicubic when enlarging, antialiased bilinear when shrinking."""
     h, w = x.shape[-2:]
-    if (h, w) != (image_size, image_size):
-        up = image_size > max(h, w)
-        x = F.interpolate(
-            x[None],
-            size=(image_size, image_size),
-            mode="bicubic" if up else "bilinear",
-            align_corners=False,
-            antialias=not up,
-        )[0].clamp_(0.0, 1.0)
-    return x.contiguous()
+    if (h, w) == tuple(size):
+        return x
+    up = max(size) > max(h, w)
+    return F.interpolate(
+        x[None],
+        size=size,
+        mode="bicubic" if up else "bilinear",
+        align_corners=False,
+        antialias=not up,
+    )[0].clamp_(0.0, 1.0)
 
 
 def stack_images(images: list[torch.Tensor]) -> torch.Tensor:

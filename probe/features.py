@@ -171,6 +171,20 @@ def _effective_kwargs(model: str, image_size: int, model_kwargs: dict | None) ->
     return kwargs
 
 
+def _check_sizes(*, image_size: int, resize: int | None, center_crop: int | None) -> None:
+    for name, value in (
+        ("image_size", image_size),
+        ("resize", resize),
+        ("center_crop", center_crop),
+    ):
+        if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+            raise ValueError(f"{name} must be a positive number of pixels, got {value!r}")
+    if resize is not None and center_crop is not None and center_crop > resize:
+        raise ValueError(
+            f"center_crop={center_crop} is larger than the resized image (resize={resize})"
+        )
+
+
 def _load_cached(path: Path, key: dict, labels: np.ndarray) -> tuple[np.ndarray, str | None]:
     """Read a cache file; returns (features, None) or (None, reason it is unusable)."""
     try:
@@ -267,6 +281,7 @@ def extract_splits(
     center_crop: int | None = None,
     num_workers: int = 0,
     use_cache: bool = True,
+    resize: int | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Features of several splits, building the trunk at most once.
 
@@ -281,7 +296,10 @@ def extract_splits(
     kwargs = _effective_kwargs(model, image_size, model_kwargs)
     holder = _TrunkHolder(model, weights, feature, kwargs)
     weights_id = holder.weights_id()
+    _check_sizes(image_size=image_size, resize=resize, center_crop=center_crop)
     prep = {"stretch": stretch, "image_size": int(image_size), "center_crop": center_crop}
+    if resize is not None:  # only then in the cache key, so earlier caches stay valid
+        prep["resize"] = int(resize)
     dev = resolve_device(device)
     out = {}
     for split_name in splits:
@@ -345,6 +363,7 @@ def extract_features(
     center_crop: int | None = None,
     num_workers: int = 0,
     use_cache: bool = True,
+    resize: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Frozen probe features of one split, read from the cache or computed and cached.
 
@@ -363,9 +382,12 @@ def extract_features(
         model_kwargs: architecture kwargs for ``build_trunk`` (tiny trunks in tests).
         label_scheme: RGZ relabelling, or None for the native labels.
         limit: keep a fixed subset of this many images per split.
-        center_crop: crop this many native pixels around the centre before resizing.
+        center_crop: crop this many native pixels around the centre before resizing (with
+            ``resize``: this many resized pixels).
         num_workers: image loading processes.
         use_cache: read and write the cache.
+        resize: resize the shorter side to this many pixels before the centre crop
+            (``resize=256, center_crop=224``: DINOv2's resize-then-crop).
 
     Returns:
         ``(features, labels)``: float32 (N, D) and int64 (N,).
@@ -387,6 +409,7 @@ def extract_features(
         center_crop=center_crop,
         num_workers=num_workers,
         use_cache=use_cache,
+        resize=resize,
     )[split]
 
 
@@ -405,6 +428,16 @@ def _dataset_name(value: str) -> str:
         return check_dataset(value)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of pixels, got {number}")
+    return number
 
 
 def _json_dict(value: str) -> dict:
@@ -440,7 +473,20 @@ def add_feature_args(parser: argparse.ArgumentParser, *, multi_model: bool = Fal
         help="stretch applied to raw images ('auto': the data set's default; 'none')",
     )
     parser.add_argument("--feature", default=None, help="probe feature: cls, mean or avgpool")
-    parser.add_argument("--center-crop", type=int, default=None, help="crop N native px first")
+    parser.add_argument(
+        "--center-crop",
+        type=_positive_int,
+        default=None,
+        help="crop N px around the centre before the resize to --image-size (native px; "
+        "resized px with --resize)",
+    )
+    parser.add_argument(
+        "--resize",
+        type=_positive_int,
+        default=None,
+        help="first resize the shorter side to N px; '--resize 256 --center-crop 224' is "
+        "DINOv2's resize-then-crop",
+    )
     parser.add_argument(
         "--label-scheme",
         choices=LABEL_SCHEMES,
@@ -481,6 +527,7 @@ def feature_options(args: argparse.Namespace) -> dict[str, Any]:
         "center_crop": args.center_crop,
         "num_workers": args.num_workers,
         "use_cache": not args.no_cache,
+        "resize": args.resize,
     }
 
 

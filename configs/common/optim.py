@@ -27,5 +27,21 @@ SGD = L(torch.optim.SGD)(
     ),
     lr=0.02,
     momentum=0.9,
+    nesterov=False,
     weight_decay=1e-4,
+)
+
+# The paper's detection recipe: SGD with Nesterov momentum 0.9 on every trainable parameter,
+# no weight decay, lr 1e-3 with a frozen trunk (5e-4 fine-tuned), used with
+# ``configs/common/schedule.py``'s ``constant_lr_multiplier`` (no schedule).
+SGDNesterov = L(torch.optim.SGD)(
+    params=L(get_optimizer_params)(
+        base_lr="${..lr}",
+        weight_decay="${..weight_decay}",
+        weight_decay_norm=0.0,
+    ),
+    lr=1e-3,
+    momentum=0.9,
+    nesterov=True,
+    weight_decay=0.0,
 )

@@ -118,3 +118,56 @@ def test_config_cosine_and_constant_schedules():
     constant = schedules["constant_lr_multiplier"]
     # the trainer reaches where = 1 after its last iteration
     assert [constant(w) for w in (0.0, 0.5, 0.999, 1.0)] == [1.0] * 4
+
+
+# The README's "Differences from the paper": the paper's optimizer and inputs by overrides.
+PAPER_OVERRIDES = [
+    "optimizer={_target_:torch.optim.SGD,lr:1e-3,momentum:0.9,nesterov:true}",
+    "lr_multiplier=None",
+    "dataloader.train.total_batch_size=8",
+    "+model.image_mean=[0,0,0]",
+    "+model.image_std=[1,1,1]",
+]
+
+
+def test_paper_recipe_by_overrides():
+    import torch
+
+    from astrodet.engine.defaults import _build_optimizer, _build_scheduler
+
+    cfg = LazyConfig.load(str(REPO / "configs" / "mgcls_dino_vitdet.py"))
+    LazyConfig.apply_overrides(cfg, PAPER_OVERRIDES)
+    model = tiny_detector(freeze="none")
+    optimizer = _build_optimizer(cfg, model)
+    assert type(optimizer) is torch.optim.SGD and len(optimizer.param_groups) == 1
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"], group["nesterov"], group["weight_decay"]) == (
+        1e-3,
+        0.9,
+        True,
+        0,
+    )
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert sum(p.numel() for p in group["params"]) == trainable
+    scheduler = _build_scheduler(cfg, optimizer, max_iter=10)
+    for _ in range(10):  # constant lr to the end, where = 1 included
+        optimizer.step()
+        scheduler.step()
+        assert optimizer.param_groups[0]["lr"] == 1e-3
+    assert list(cfg.model.image_mean) == [0, 0, 0] and list(cfg.model.image_std) == [1, 1, 1]
+
+
+def test_sgd_nesterov_piece():
+    cfg = LazyConfig.load(str(REPO / "configs" / "common" / "optim.py"))
+    model = tiny_detector(freeze="backbone")
+    cfg.SGDNesterov.params.model = model
+    optimizer = instantiate(cfg.SGDNesterov)
+    assert {(g["lr"], g["weight_decay"], g["nesterov"]) for g in optimizer.param_groups} == {
+        (1e-3, 0.0, True)
+    }
+    assert not any(
+        p is q
+        for g in optimizer.param_groups
+        for p in g["params"]
+        for q in model.backbone.trunk.parameters()
+    )

@@ -223,3 +223,68 @@ def test_image_rewritten_in_place_is_recomputed(tmp_path, calls):
         for s in ("train", "test"):
             DatasetCatalog.remove(f"rewrite_folder_{s}")
             MetadataCatalog.remove(f"rewrite_folder_{s}")
+
+
+def test_resize_then_center_crop_as_torchvision():
+    # DINOv2's Hugging Face preprocessing: shorter side to 256, centre crop 224 (here 32, 24).
+    import torchvision.transforms.functional as TF
+    from torchvision.transforms import InterpolationMode
+
+    rng = np.random.default_rng(0)
+    image = rng.random((16, 24, 1)).astype(np.float32)
+    x = prepare_image({"image": image}, stretch=None, image_size=24, resize=32, center_crop=24)
+    ref = torch.from_numpy(image).permute(2, 0, 1).expand(3, -1, -1)
+    ref = TF.resize(ref, 32, interpolation=InterpolationMode.BICUBIC, antialias=False)  # 32x48
+    ref = TF.center_crop(ref, [24, 24]).clamp(0, 1)
+    assert x.shape == (3, 24, 24)
+    torch.testing.assert_close(x, ref, rtol=0, atol=1e-5)
+    # without --resize the crop takes native pixels, so the picture differs
+    native = prepare_image({"image": image}, stretch=None, image_size=24, center_crop=16)
+    assert not torch.allclose(native, x, atol=1e-2)
+
+
+def test_resize_is_in_the_cache_key(toy_dataset, tmp_path, calls):
+    extract(tmp_path, center_crop=28)
+    n = calls["n"]
+    extract(tmp_path, center_crop=28, resize=32)
+    assert calls["n"] == 2 * n
+    extract(tmp_path, center_crop=28, resize=32)
+    assert calls["n"] == 2 * n
+    with pytest.raises(ValueError, match="center_crop=40 is larger than the resized image"):
+        extract(tmp_path, center_crop=40, resize=32)
+
+
+def test_cli_resize_must_be_positive(toy_dataset, capsys):
+    with pytest.raises(SystemExit) as e:
+        pf.main(["--model", "dino", "--dataset", "probe_toy", "--resize", "0"])
+    assert e.value.code == 2
+    assert "--resize: expected a positive number of pixels, got 0" in capsys.readouterr().err
+
+
+def test_hub_id_weights(toy_dataset, tmp_path, monkeypatch, calls):
+    # --weights hf:<repo> (e.g. the paper's facebook/dinov2-base) goes through the zoo's hub
+    # download and keys the cache by the hub id.
+    from astrodet.zoo import build_trunk
+    from astrodet.zoo import weights as zoo_weights
+
+    torch.manual_seed(3)
+    src = build_trunk("dino", weights="none", img_size=32, **TINY_VIT)
+    asked = []
+
+    def fake_download(repo_id):
+        asked.append(repo_id)
+        return src.model.state_dict()
+
+    monkeypatch.setattr(zoo_weights, "download_hf", fake_download)
+    x, _ = extract(tmp_path, weights="hf:someone/dino-tiny")
+    assert asked == ["someone/dino-tiny"]
+    images = torch.stack(
+        [
+            prepare_image(d, stretch=None, image_size=32)
+            for d in load_split("probe_toy", "train").dicts
+        ]
+    )
+    np.testing.assert_allclose(x, src.features(images).numpy(), rtol=0, atol=1e-5)
+    (path,) = cache_files(tmp_path)
+    with np.load(path) as z:
+        assert json.loads(bytes(z["meta"]).decode())["key"]["weights"] == "hub:hf:someone/dino-tiny"
