@@ -1,0 +1,134 @@
+"""``DIR/sweep.json``: the points of a sweep and where each stands, so that a second
+``tools/sweep.py`` on the same folder reports and continues; and what "finished" means."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from astrodet.utils import atomic_write_json
+
+from .grid import Point
+
+__all__ = ["STATES", "SWEEP_FILE", "SweepState", "pid_alive", "run_finished", "sweep_lock"]
+
+SWEEP_FILE = "sweep.json"
+LOCK_FILE = ".sweep.lock"
+STATES = ("queued", "running", "done", "failed")
+# what the engine writes (astrodet.engine.defaults): final metrics, final checkpoint
+_METRICS, _FINAL = "metrics.json", "model_final.pth"
+
+
+def run_finished(run_dir: str | os.PathLike) -> bool:
+    """True when a run folder holds its final evaluation: ``metrics.json`` written after
+    ``model_final.pth`` (a periodic evaluation also writes ``metrics.json``, so the file
+    alone does not mean the run ended)."""
+    run_dir = Path(run_dir)
+    try:
+        return (run_dir / _METRICS).stat().st_mtime >= (run_dir / _FINAL).stat().st_mtime
+    except OSError:
+        return False
+
+
+class SweepState:
+    """The record of a sweep folder.
+
+    Args:
+        output: the sweep folder (``sweep.json`` inside).
+    """
+
+    def __init__(self, output: str | os.PathLike):
+        self.path = Path(output) / SWEEP_FILE
+        self.data: dict = {"version": 1, "points": {}}
+        if self.path.exists():
+            try:
+                self.data = json.loads(self.path.read_text())
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{self.path} is not valid json ({e}); move it away") from None
+
+    @property
+    def points(self) -> dict[str, dict]:
+        return self.data["points"]
+
+    def register(self, points: Sequence[Point], *, grid: Path, executor: str) -> None:
+        """Record the grid's points; a point already recorded must have the same config and
+        overrides (its run folder would otherwise continue a different experiment).
+
+        Raises:
+            ValueError: naming the point whose config or overrides changed.
+        """
+        for p in points:
+            old = self.points.get(p.name)
+            if old is not None and (old["config"], old["overrides"]) != (
+                str(p.config),
+                p.overrides,
+            ):
+                raise ValueError(
+                    f"point {p.name} in {self.path.parent} was started as {old['config']} "
+                    f"{' '.join(old['overrides'])}; it is now {p.config} {' '.join(p.overrides)}. "
+                    "Use another --output folder for a changed grid"
+                )
+            record = old or {"state": "queued", "attempts": 0}
+            record.update(p.to_json())
+            self.points[p.name] = record
+        self.data.update(grid=str(grid), executor=executor)
+        self.save()
+
+    def update(self, name: str, **fields) -> None:
+        self.points[name].update(fields, updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        self.save()
+
+    def save(self) -> None:
+        atomic_write_json(self.path, self.data)
+
+    def counts(self, names: Sequence[str] | None = None) -> dict[str, int]:
+        names = self.points if names is None else names
+        out = dict.fromkeys(STATES, 0)
+        for n in names:
+            out[self.points[n]["state"]] += 1
+        return out
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process with this id exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def sweep_lock(output: str | os.PathLike) -> Iterator[None]:
+    """Hold ``DIR/.sweep.lock`` while this process drives the sweep.
+
+    Raises:
+        RuntimeError: another live ``tools/sweep.py`` on this host holds the folder.
+    """
+    path = Path(output) / LOCK_FILE
+    host = socket.gethostname()
+    try:
+        other = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        other = None
+    if other and other.get("host") == host and other.get("pid") != os.getpid():
+        if pid_alive(int(other["pid"])):
+            raise RuntimeError(
+                f"another tools/sweep.py (pid {other['pid']}) is running on {path.parent}; "
+                "wait for it or stop it first"
+            )
+    atomic_write_json(path, {"host": host, "pid": os.getpid()})
+    try:
+        yield
+    finally:
+        try:
+            path.unlink()
+        except OSError:
+            pass
