@@ -15,6 +15,14 @@ model.backbone.trunk = "dino"  # architecture family only: random weights, own s
 model.backbone.weights = "none"
 model.backbone.freeze = "none"
 model.backbone.trunk_kwargs = dict(embed_dim=192, depth=4, num_heads=3, img_size=256)
+# ViTDet's attention at this size: 256 px is a 16x16 token grid, so 8x8 windows (four per
+# image, no padding) in blocks 0-2 and one global block last to mix the windows, as ViT-B's
+# 14-token windows with a global block closing each quarter of its depth.
+model.backbone.window_size = 8
+model.backbone.window_block_indexes = (0, 1, 2)
+model.backbone.use_rel_pos = True
+# 600 iterations of a 4-block model: stochastic depth only slows convergence this short.
+model.backbone.drop_path_rate = 0.0
 model.backbone.out_channels = 128
 model.num_classes = 1
 model.image_size = 256

@@ -5,7 +5,10 @@ per level starting at 8 px (compact sources are a few beams across), and the inp
 to exactly ``image_size`` (``min_size = max_size = image_size``). The box head is
 torchvision's ``TwoMLPHead`` (two 1024-wide fully connected layers, as in Detectron2's
 FPN configs) or, with ``box_head="4conv1fc"``, ``FastRCNNConvFCHead`` (four 3x3 convs
-with GroupNorm and one fully connected layer, as in ViTDet).
+with GroupNorm, or with ``box_head_norm="LN"`` channel LayerNorm as in ViTDet, and one fully
+connected layer). The RPN head has ``rpn_head_convs`` 3x3 convs (ViTDet: 2). RoIs are pooled
+with Detectron2's ``ROIAlignV2`` (``aligned=True``, adaptive sampling) unless
+``roi_aligned=False`` (torchvision's ``MultiScaleRoIAlign``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 from collections.abc import Sequence
 
 import torch
+from timm.layers import LayerNorm2d
 from torch import nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -22,13 +26,16 @@ from torchvision.models.detection.faster_rcnn import (
     FastRCNNPredictor,
     TwoMLPHead,
 )
-from torchvision.ops import MultiScaleRoIAlign
+from torchvision.models.detection.rpn import RPNHead
+
+from .poolers import AlignedMultiScaleRoIAlign
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["AstroFasterRCNN", "build_detector", "count_parameters"]
 
 BOX_HEADS = ("2mlp", "4conv1fc")
+BOX_HEAD_NORMS = ("GN", "LN")
 
 
 class AstroFasterRCNN(FasterRCNN):
@@ -76,7 +83,9 @@ def build_detector(
     rpn_bg_iou_thresh: float = 0.3,
     rpn_batch_size_per_image: int = 256,
     rpn_positive_fraction: float = 0.5,
+    rpn_head_convs: int = 1,
     box_head: str = "2mlp",
+    box_head_norm: str = "GN",
     representation_size: int = 1024,
     box_score_thresh: float = 0.05,
     box_nms_thresh: float = 0.5,
@@ -86,7 +95,8 @@ def build_detector(
     box_fg_iou_thresh: float = 0.5,
     box_bg_iou_thresh: float = 0.5,
     roi_output_size: int = 7,
-    roi_sampling_ratio: int = 2,
+    roi_sampling_ratio: int = 0,
+    roi_aligned: bool = True,
     image_mean: Sequence[float] | None = None,
     image_std: Sequence[float] | None = None,
 ) -> AstroFasterRCNN:
@@ -100,12 +110,24 @@ def build_detector(
         anchor_sizes: one tuple of sizes (pixels at ``image_size``) per pyramid level.
         aspect_ratios: anchor height/width ratios, the same on every level.
         rpn_*: torchvision ``RegionProposalNetwork`` settings.
+        rpn_head_convs: 3x3 conv + ReLU layers of the RPN head before its objectness and
+            box-delta convs (torchvision and Detectron2's FPN configs: 1; ViTDet: 2).
         box_head: ``"2mlp"`` (``TwoMLPHead``) or ``"4conv1fc"``.
+        box_head_norm: the norm after each conv of ``"4conv1fc"``: ``"GN"`` (GroupNorm, 32
+            groups) or ``"LN"`` (LayerNorm over channels at each position, as in ViTDet).
         representation_size: width of the box head's fully connected layer(s).
         box_*: torchvision ``RoIHeads`` settings (score threshold, NMS, detections per
             image, sampled RoIs per image, ...).
-        roi_output_size, roi_sampling_ratio: ``MultiScaleRoIAlign`` settings.
-        image_mean, image_std: input normalisation; default: the trunk's.
+        roi_output_size, roi_sampling_ratio: RoIAlign output size and sampling points per
+            bin side (0: adaptive, as Detectron2).
+        roi_aligned: half-pixel-corrected RoIAlign (Detectron2's ``ROIAlignV2``); False is
+            torchvision's ``MultiScaleRoIAlign`` (with ``roi_sampling_ratio=2``, the
+            behaviour before this option existed).
+        image_mean, image_std: input normalisation, applied to the ``[0, 1]`` images as
+            ``(x - mean) / std`` per channel; default: the trunk's (ImageNet statistics for
+            the zoo's ViTs). ``image_mean=[0,0,0] image_std=[1,1,1]`` feeds the raw ``[0, 1]``
+            images, as the paper did; from the command line:
+            ``tools/train_net.py ... model.image_mean=[0,0,0] model.image_std=[1,1,1]``.
 
     Returns:
         An :class:`AstroFasterRCNN`; ``model.backbone`` is the backbone (with its
@@ -115,6 +137,12 @@ def build_detector(
         raise ValueError(f"num_classes must be >= 1 (background excluded), got {num_classes}")
     if box_head not in BOX_HEADS:
         raise ValueError(f"box_head={box_head!r} is not valid; use one of {BOX_HEADS}")
+    if box_head_norm not in BOX_HEAD_NORMS:
+        raise ValueError(
+            f"box_head_norm={box_head_norm!r} is not valid; use one of {BOX_HEAD_NORMS}"
+        )
+    if int(rpn_head_convs) < 1:
+        raise ValueError(f"rpn_head_convs must be >= 1, got {rpn_head_convs}")
     names = list(getattr(backbone, "out_feature_names", []))
     if not names or not hasattr(backbone, "out_channels"):
         raise ValueError("backbone must define out_channels and out_feature_names")
@@ -126,12 +154,16 @@ def build_detector(
         )
     ratios = tuple(float(r) for r in aspect_ratios)
     anchor_generator = AnchorGenerator(sizes=sizes, aspect_ratios=(ratios,) * len(sizes))
-    roi_pool = MultiScaleRoIAlign(
+    roi_pool = AlignedMultiScaleRoIAlign(
         featmap_names=names[:-1] if len(names) > 1 else names,
         output_size=roi_output_size,
         sampling_ratio=roi_sampling_ratio,
+        aligned=roi_aligned,
     )
     channels = int(backbone.out_channels)
+    rpn_head = RPNHead(
+        channels, anchor_generator.num_anchors_per_location()[0], conv_depth=int(rpn_head_convs)
+    )
     if box_head == "2mlp":
         head = TwoMLPHead(channels * roi_output_size**2, representation_size)
     else:
@@ -139,10 +171,12 @@ def build_detector(
             (channels, roi_output_size, roi_output_size),
             [channels] * 4,
             [representation_size],
-            norm_layer=_group_norm,
+            norm_layer=_group_norm if box_head_norm == "GN" else LayerNorm2d,
         )
-    mean = tuple(image_mean) if image_mean is not None else backbone.image_mean
-    std = tuple(image_std) if image_std is not None else backbone.image_std
+    mean = _channel_values(image_mean, "image_mean", backbone.image_mean)
+    std = _channel_values(image_std, "image_std", backbone.image_std)
+    if any(v <= 0 for v in std):
+        raise ValueError(f"image_std must be positive, got {list(std)}")
     model = AstroFasterRCNN(
         backbone,
         num_classes=None,
@@ -151,6 +185,7 @@ def build_detector(
         image_mean=list(mean),
         image_std=list(std),
         rpn_anchor_generator=anchor_generator,
+        rpn_head=rpn_head,
         rpn_pre_nms_top_n_train=rpn_pre_nms_top_n_train,
         rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test,
         rpn_post_nms_top_n_train=rpn_post_nms_top_n_train,
@@ -182,6 +217,18 @@ def build_detector(
         counts["frozen"] / 1e6,
     )
     return model
+
+
+def _channel_values(values, name: str, default: Sequence[float]) -> tuple[float, ...]:
+    if values is None:
+        return tuple(float(v) for v in default)
+    try:
+        out = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be 3 numbers (one per channel), got {values!r}") from None
+    if len(out) != 3:
+        raise ValueError(f"{name} must be 3 numbers (one per channel), got {list(out)}")
+    return out
 
 
 def _group_norm(channels: int) -> nn.Module:
