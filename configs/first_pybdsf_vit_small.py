@@ -1,0 +1,45 @@
+"""A small ViT detector (depth 4, width 192, from scratch) trained on real FIRST images
+labelled by PyBDSF: a CPU source finder that reproduces PyBDSF's catalogue.
+
+    tools/train_net.py --config-file configs/first_pybdsf_vit_small.py train.output_dir=DIR
+    tools/find_sources.py --config-file configs/first_pybdsf_vit_small.py \\
+        --weights DIR/model_final.pth --image field.fits --output out
+
+Tiles of 96 px (FIRST: 1.8"/px, 5.4" beam = 3 px) are enlarged to 192 px for the model.
+Global attention: 144 tokens per tile. The training images are shown in units of their
+noise (``snr`` stretch), so fields of other telescopes, resampled to the same beam in
+pixels by the finder, look the same to it.
+"""
+
+from .common.data.first_pybdsf import dataloader
+from .common.models.vitdet import model
+from .common.optim import AdamW as optimizer
+from .common.schedule import cosine_lr_multiplier as lr_multiplier
+from .common.train import train
+
+model.backbone.trunk = "dino"  # architecture family only: random weights, own sizes
+model.backbone.weights = "none"
+model.backbone.freeze = "none"
+model.backbone.trunk_kwargs = dict(embed_dim=192, depth=4, num_heads=3, img_size=192)
+model.backbone.out_channels = 96
+# p3..p6 (strides 8..64 at 192 px): a stride-4 level at 48 x 48 would cost as much as the
+# rest of the network on a CPU, and a FIRST beam (6 px at 192 px) is matched by 8 px anchors
+model.backbone.scale_factors = (2.0, 1.0, 0.5)
+model.anchor_sizes = ((8,), (16,), (32,), (64,))
+model.num_classes = 1
+model.image_size = 192
+model.representation_size = 256
+model.rpn_pre_nms_top_n_train = 1000
+model.rpn_post_nms_top_n_train = 300
+model.rpn_post_nms_top_n_test = 300
+model.box_batch_size_per_image = 64
+
+optimizer.lr = 3e-4
+optimizer.weight_decay = 0.05
+
+train.max_iter = 1500
+train.eval_period = 1500
+train.checkpoint_period = 500
+train.log_period = 50
+train.output_dir = "output/first_pybdsf_vit_small"
+train.num_threads = 1

@@ -1,0 +1,69 @@
+"""PyBDSF labels: cached catalogues (a second call is a lookup), COCO tiles from them, the
+sky-overlap split of the FIRST set."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("bdsf")
+
+from astrodet.sky import labels  # noqa: E402
+
+
+def test_pybdsf_catalogue_is_cached_by_file_and_options(real_data, tmp_path, monkeypatch):
+    image = real_data / "pybdsf_test" / "ch0_I.fits"
+    calls = []
+    real_run = labels.run_pybdsf
+
+    def counting_run(*args, **kwargs):
+        calls.append(kwargs)
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(labels, "run_pybdsf", counting_run)
+    monkeypatch.setenv("ASTRODET_CACHE", str(tmp_path / "cache"))
+    first = labels.pybdsf_catalogue(image, thresh_isl=3.0, thresh_pix=5.0)
+    second = labels.pybdsf_catalogue(image, thresh_isl=3.0, thresh_pix=5.0)
+    assert first == second and first.is_file() and len(calls) == 1
+    assert first.parent == tmp_path / "cache" / "pybdsf"
+    # other options are another entry
+    other = labels.pybdsf_catalogue(image, thresh_isl=4.0, thresh_pix=6.0)
+    assert other != first and len(calls) == 2
+
+
+def test_label_fields_writes_coco_boxes_from_pybdsf(real_data, tmp_path):
+    image = real_data / "pybdsf_test" / "ch0_I.fits"
+    summary = labels.label_fields(
+        [image],
+        out_dir=tmp_path / "coco",
+        cache_dir=tmp_path / "cache",
+        size=64,
+        max_major_beams=None,
+        progress=False,
+    )
+    data = json.loads((tmp_path / "coco" / "annotations.json").read_text())
+    assert summary["tiles"] == 4 == len(data["images"])  # 129 px -> 2 x 2 tiles of 64
+    assert summary["boxes"] == len(data["annotations"]) >= 10
+    boxes = np.array([a["bbox"] for a in data["annotations"]])
+    assert np.all(boxes[:, 2:] > 0) and np.all(boxes[:, :2] >= 0)
+    assert np.all(boxes[:, :2] + boxes[:, 2:] <= 64 + 1e-6)
+
+
+def test_first_split_keeps_overlapping_images_together():
+    items = [
+        {"name": "a", "kind": "mirabest", "ra": 10.0, "dec": 0.0, "size": 300},
+        {"name": "b", "kind": "rgz_first", "ra": 10.02, "dec": 0.0, "size": 100},
+        {"name": "c", "kind": "mirabest", "ra": 50.0, "dec": 0.0, "size": 300},
+        {"name": "d", "kind": "rgz_first", "ra": 90.0, "dec": 0.0, "size": 100},
+        {"name": "e", "kind": "rgz_first", "ra": 90.0, "dec": 0.03, "size": 100},
+        {"name": "f", "kind": "rgz_first", "ra": 120.0, "dec": 0.0, "size": 100},
+    ]
+    groups = labels._groups(items)
+    assert [0, 1] in groups and [3, 4] in groups and [2] in groups and [5] in groups
+    for seed in range(5):
+        split = labels.first_split(items, test_fraction=0.5, seed=seed)
+        assert split["a"] == split["b"] and split["d"] == split["e"]
+        assert set(split.values()) == {"train", "test"}
+    assert labels.first_split(items, seed=1) == labels.first_split(items, seed=1)
