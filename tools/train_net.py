@@ -14,7 +14,9 @@ import sys
 
 from astrodet.config import LazyConfig
 from astrodet.engine import (
+    CheckpointMismatchError,
     build_model,
+    check_checkpoint,
     check_output_dir,
     default_argument_parser,
     default_setup,
@@ -49,8 +51,11 @@ def cli(argv: list[str] | None = None) -> int:
     args = parser.parse_intermixed_args(argv)
     setup_logging()
     try:
-        # fail on a wrong file or key here, before any worker process starts
-        check_output_dir(load_config(args), args)
+        # fail on a wrong file, key or checkpoint here, before any worker process starts
+        # and before the run folder is written to
+        cfg = load_config(args)
+        check_output_dir(cfg, args)
+        check_checkpoint(cfg, args)
         launch(
             main,
             args.num_gpus,
@@ -59,7 +64,7 @@ def cli(argv: list[str] | None = None) -> int:
             dist_url=args.dist_url,
             args=(args,),
         )
-    except (FileNotFoundError, FileExistsError, KeyError) as e:
+    except (FileNotFoundError, FileExistsError, KeyError, CheckpointMismatchError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         parser.exit(2, f"{parser.prog}: error: {message}\n")
     return 0

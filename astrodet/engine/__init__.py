@@ -2,10 +2,17 @@
 exact resume, DDP launch, and the train/test procedures ``tools/train_net.py`` runs."""
 
 from . import comm
-from .checkpoint import Checkpointer, get_rng_state, set_rng_state, unwrap_model
+from .checkpoint import (
+    Checkpointer,
+    CheckpointMismatchError,
+    get_rng_state,
+    set_rng_state,
+    unwrap_model,
+)
 from .defaults import (
     build_evaluator,
     build_model,
+    check_checkpoint,
     check_output_dir,
     configure_cpu_threads,
     default_argument_parser,
@@ -31,6 +38,7 @@ from .launch import launch, launched_by_torchrun
 from .train_loop import HookBase, SimpleTrainer, TrainerBase
 
 __all__ = [
+    "CheckpointMismatchError",
     "Checkpointer",
     "EvalHook",
     "EventStorage",
@@ -47,6 +55,7 @@ __all__ = [
     "TrainerBase",
     "build_evaluator",
     "build_model",
+    "check_checkpoint",
     "check_output_dir",
     "comm",
     "configure_cpu_threads",

@@ -17,7 +17,16 @@ from astrodet.utils import atomic_save_torch, atomic_write_text
 
 from . import comm
 
-__all__ = ["Checkpointer", "get_rng_state", "set_rng_state", "unwrap_model"]
+__all__ = [
+    "CheckpointMismatchError",
+    "Checkpointer",
+    "get_rng_state",
+    "last_checkpoint",
+    "read_model_state",
+    "set_rng_state",
+    "state_mismatch",
+    "unwrap_model",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +75,108 @@ def _strip_prefix(state: dict[str, Any], prefix: str = "module.") -> dict[str, A
     if state and all(k.startswith(prefix) for k in state):
         return {k[len(prefix) :]: v for k, v in state.items()}
     return state
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint's weights do not fit the model (another architecture or size)."""
+
+
+def last_checkpoint(save_dir: str | os.PathLike) -> Path | None:
+    """The file ``save_dir/last_checkpoint`` names, or None when there is no such marker.
+
+    Raises:
+        FileNotFoundError: the marker names a file that does not exist.
+    """
+    marker = Path(save_dir) / LAST_CHECKPOINT
+    if not marker.is_file():
+        return None
+    path = marker.parent / marker.read_text().strip()
+    if not path.is_file():
+        raise FileNotFoundError(f"{marker} names {path.name}, which does not exist")
+    return path
+
+
+def read_model_state(path: str | os.PathLike, *, mmap: bool = False) -> dict[str, Any]:
+    """The model weights of a checkpoint file (a ``model`` entry or a bare state dict),
+    without a DDP ``module.`` prefix.
+
+    Args:
+        path: the checkpoint.
+        mmap: map the file instead of reading it (cheap when only names and shapes are
+            looked at).
+
+    Raises:
+        FileNotFoundError: naming ``path``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    state = data.get("model", data) if isinstance(data, dict) else data
+    return _strip_prefix(state)
+
+
+def _listed(keys: list[str]) -> str:
+    return f"{keys[:5]}{'...' if len(keys) > 5 else ''}"
+
+
+def state_mismatch(model: nn.Module, state: dict[str, Any]) -> str | None:
+    """How ``state`` fails to fit ``model`` (missing, unexpected and reshaped tensors), or
+    None when it fits. Works on a model built on the ``meta`` device."""
+    own = unwrap_model(model).state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    reshaped = [
+        f"{k}: {tuple(state[k].shape)} in the checkpoint, {tuple(own[k].shape)} in the model"
+        for k in own
+        if k in state
+        and hasattr(state[k], "shape")
+        and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if not (missing or unexpected or reshaped):
+        return None
+    parts = [
+        f"{name} {_listed(keys)}"
+        for name, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("shapes differ:", reshaped),
+        )
+        if keys
+    ]
+    return ", ".join(parts)
+
+
+def _trained_with(path: Path) -> str:
+    """Where the config a checkpoint was trained with is (``config.yaml`` beside it, as
+    ``train_net.py`` writes it) and its backbone, for error messages; '' when there is none."""
+    config = path.parent / "config.yaml"
+    if not config.is_file():
+        return ""
+    try:
+        from omegaconf import OmegaConf
+
+        backbone = OmegaConf.select(OmegaConf.load(config), "model.backbone", default=None)
+        what = [str(backbone.get("_target_", "")).rsplit(".", 1)[-1]]
+        what += [
+            f"{k}={backbone.get(k)}" for k in ("trunk", "depth") if backbone.get(k) is not None
+        ]
+        if backbone.get("trunk_kwargs") is not None:
+            kwargs = OmegaConf.to_container(backbone.get("trunk_kwargs"), resolve=False)
+            what.append(f"trunk_kwargs={kwargs}")
+        detail = f" (model.backbone: {', '.join(w for w in what if w)})"
+    except Exception:  # a damaged or foreign yaml: name the file, nothing more
+        detail = ""
+    return f"; it was trained with {config}{detail}: give that file as --config-file"
+
+
+def mismatch_error(path: str | os.PathLike, problem: str) -> CheckpointMismatchError:
+    """The error for checkpoint ``path`` not fitting the model, naming the config it was
+    trained with when its run folder has one."""
+    path = Path(path)
+    return CheckpointMismatchError(
+        f"checkpoint {path} does not match the model of this config: {problem}{_trained_with(path)}"
+    )
 
 
 class Checkpointer:
@@ -130,15 +241,7 @@ class Checkpointer:
     # ------------------------------------------------------------------ loading
     def get_checkpoint_file(self) -> Path | None:
         """The file ``last_checkpoint`` names, or None."""
-        if self.save_dir is None:
-            return None
-        marker = self.save_dir / LAST_CHECKPOINT
-        if not marker.is_file():
-            return None
-        path = self.save_dir / marker.read_text().strip()
-        if not path.is_file():
-            raise FileNotFoundError(f"{marker} names {path.name}, which does not exist")
-        return path
+        return last_checkpoint(self.save_dir) if self.save_dir is not None else None
 
     def has_checkpoint(self) -> bool:
         """Whether ``save_dir`` holds a checkpoint to resume from."""
@@ -153,25 +256,18 @@ class Checkpointer:
 
         Raises:
             FileNotFoundError: naming ``path``.
-            RuntimeError: naming ``path`` and the mismatching keys.
+            CheckpointMismatchError: naming ``path``, the mismatching keys and the config
+                it was trained with (``config.yaml`` beside it) where there is one.
         """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint {path} not found")
         data = torch.load(path, map_location="cpu", weights_only=True)
-        state = data.get("model", data) if isinstance(data, dict) else data
-        state = _strip_prefix(state)
-        try:
-            result = self.model.load_state_dict(state, strict=False)
-        except RuntimeError as e:  # shape mismatches
-            raise RuntimeError(f"checkpoint {path} does not match the model: {e}") from None
-        if result.missing_keys or result.unexpected_keys:
-            raise RuntimeError(
-                f"checkpoint {path} does not match the model: "
-                f"missing {result.missing_keys[:5]}{'...' if len(result.missing_keys) > 5 else ''}, "
-                f"unexpected {result.unexpected_keys[:5]}"
-                f"{'...' if len(result.unexpected_keys) > 5 else ''}"
-            )
+        state = _strip_prefix(data.get("model", data) if isinstance(data, dict) else data)
+        problem = state_mismatch(self.model, state)
+        if problem:
+            raise mismatch_error(path, problem)
+        self.model.load_state_dict(state)
         logger.info("loaded model weights from %s", path)
         if not checkpointables:
             return {k: v for k, v in data.items() if k != "model"}

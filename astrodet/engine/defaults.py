@@ -29,7 +29,14 @@ from omegaconf import DictConfig, OmegaConf
 from astrodet.utils import atomic_write_json, prepare_output_dir, seed_everything
 
 from . import comm, hooks
-from .checkpoint import Checkpointer, unwrap_model
+from .checkpoint import (
+    Checkpointer,
+    last_checkpoint,
+    mismatch_error,
+    read_model_state,
+    state_mismatch,
+    unwrap_model,
+)
 from .evaluator import inference_on_dataset
 from .events import JSONWriter, TensorboardWriter
 from .train_loop import SimpleTrainer
@@ -475,6 +482,62 @@ def load_for_eval(cfg: DictConfig, model: torch.nn.Module) -> Path:
         )
     ckpt.load(path, checkpointables=False)
     return Path(path)
+
+
+def checkpoint_to_load(cfg: DictConfig, args: argparse.Namespace) -> Path | None:
+    """The checkpoint a run will load: with ``--eval-only`` ``train.init_checkpoint`` or else
+    the last one in ``train.output_dir``; with ``--resume`` the last one there or else
+    ``train.init_checkpoint``; otherwise ``train.init_checkpoint``. None when there is none."""
+    init = _cfg_get(cfg.train, "init_checkpoint")
+    output_dir = _cfg_get(cfg.train, "output_dir")
+    last = None
+    if getattr(args, "eval_only", False) or getattr(args, "resume", False):
+        last = last_checkpoint(output_dir) if output_dir else None
+    if getattr(args, "eval_only", False):
+        path = init or last
+    else:
+        path = (last if getattr(args, "resume", False) else None) or init
+    return Path(path) if path else None
+
+
+def check_checkpoint(cfg: DictConfig, args: argparse.Namespace) -> Path | None:
+    """Check, before anything is written or started, that the checkpoint the run will load
+    (:func:`checkpoint_to_load`) fits ``cfg.model``: names and shapes of its tensors against
+    the model built on the ``meta`` device (no memory, no pretrained weights read).
+
+    Returns:
+        the checkpoint, or None when the run loads none.
+
+    Raises:
+        FileNotFoundError: the checkpoint does not exist.
+        CheckpointMismatchError: it holds another architecture; the message names the
+            config it was trained with when its run folder has one.
+    """
+    import copy
+
+    from astrodet.config import instantiate
+
+    path = checkpoint_to_load(cfg, args)
+    if path is None:
+        return None
+    state = read_model_state(path, mmap=True)
+    model_cfg = copy.deepcopy(cfg.model)
+    if OmegaConf.select(model_cfg, "backbone.weights", default=None) is not None:
+        model_cfg.backbone.weights = "none"  # the checkpoint replaces them
+    quiet = logging.root.manager.disable
+    logging.disable(logging.INFO)  # the real build logs what it builds; this one is silent
+    try:
+        with torch.device("meta"):
+            model = instantiate(model_cfg)
+    except Exception as e:  # a builder that needs real tensors: the load itself checks later
+        logger.debug("checkpoint check skipped, model not built on meta: %s", e)
+        return path
+    finally:
+        logging.disable(quiet)
+    problem = state_mismatch(model, state)
+    if problem:
+        raise mismatch_error(path, problem)
+    return path
 
 
 def resolve_schedule(train_cfg: Any, train_loader: Any) -> tuple[int, int, int]:

@@ -14,6 +14,7 @@ from _tiny import tiny_detector
 from astrodet.data.detection import build_detection_train_loader
 from astrodet.engine import (
     Checkpointer,
+    CheckpointMismatchError,
     EventStorage,
     JSONWriter,
     LRMultiplier,
@@ -94,8 +95,14 @@ def test_resume_without_checkpoint_starts_at_zero(tmp_path):
 
 def test_checkpoint_mismatch_names_file(tmp_path):
     Checkpointer(torch.nn.Linear(2, 2), tmp_path).save("model_0000001", iteration=1)
-    with pytest.raises(RuntimeError, match="model_0000001.pth"):
+    with pytest.raises(CheckpointMismatchError, match=r"model_0000001\.pth .*shapes differ"):
         Checkpointer(torch.nn.Linear(3, 2), tmp_path).load(tmp_path / "model_0000001.pth")
+    # a config.yaml beside the checkpoint is named as the config it was trained with
+    (tmp_path / "config.yaml").write_text("model:\n  backbone:\n    trunk: resnet18\n")
+    with pytest.raises(CheckpointMismatchError, match=r"trained with .*config\.yaml.*resnet18"):
+        Checkpointer(torch.nn.Sequential(torch.nn.Linear(2, 2)), tmp_path).load(
+            tmp_path / "model_0000001.pth"
+        )
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         Checkpointer(torch.nn.Linear(2, 2)).load(tmp_path / "nope.pth")
 
