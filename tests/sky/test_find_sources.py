@@ -1,0 +1,164 @@
+"""tools/find_sources.py end to end with a tiny random-init detector on a small synthetic
+field: catalogue files and picture written, their rows those of the merged boxes; bad
+input gives one-line errors."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from astropy.io import fits
+from astropy.table import Table
+
+from astrodet.config import LazyConfig, instantiate
+from astrodet.sky import COLUMNS, open_field, read_catalogue
+from astrodet.sky.finders.detector import DetectorFinder
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+import find_sources  # noqa: E402
+
+CONFIG = ROOT / "configs" / "first_pybdsf_vit_small.py"
+TINY = [
+    "model.backbone.trunk_kwargs.embed_dim=32",
+    "model.backbone.trunk_kwargs.depth=1",
+    "model.backbone.trunk_kwargs.num_heads=2",
+    "model.backbone.trunk_kwargs.img_size=64",
+    "model.image_size=64",
+    "model.backbone.out_channels=16",
+    "model.representation_size=32",
+    "dataloader.tile_size=32",
+    "train.num_threads=1",
+]
+
+
+def _weights(path, overrides=TINY):
+    torch.manual_seed(0)
+    cfg = LazyConfig.apply_overrides(LazyConfig.load(str(CONFIG)), list(overrides))
+    torch.save({"model": instantiate(cfg.model).state_dict()}, path)
+    return path
+
+
+def _fits(path, *, wcs=True, nan=False, shape=(70, 90)):
+    rng = np.random.default_rng(0)
+    data = rng.normal(0, 1e-4, shape).astype(np.float32)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    for x, y in [(20, 30), (60, 15), (45, 50)]:
+        data += 5e-3 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.3**2))
+    if nan:
+        data[:] = np.nan
+    h = fits.Header()
+    if wcs:
+        h["CTYPE1"], h["CRVAL1"], h["CRPIX1"], h["CDELT1"] = "RA---SIN", 200.0, 45.0, -1.8 / 3600
+        h["CTYPE2"], h["CRVAL2"], h["CRPIX2"], h["CDELT2"] = "DEC--SIN", 30.0, 35.0, 1.8 / 3600
+    h["BMAJ"], h["BMIN"], h["BPA"] = 5.4 / 3600, 5.4 / 3600, 0.0
+    fits.PrimaryHDU(data, header=h).writeto(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny")
+    return _weights(d / "model_final.pth")
+
+
+def _run(*args):
+    return find_sources.main([str(a) for a in args])
+
+
+def test_find_sources_writes_catalogue_and_picture(tmp_path, tiny):
+    image = _fits(tmp_path / "field.fits")
+    out = tmp_path / "out"
+    args = ["--config-file", CONFIG, "--weights", tiny, "--image", image, "--output", out]
+    assert _run(*args, "--score-thresh", "0.0", "--batch-size", "4", *TINY) == 0
+    for suffix in ("fits", "csv", "reg", "png"):
+        assert (out / f"field.{suffix}").stat().st_size > 0
+    table = Table.read(out / "field.fits")
+    assert list(table.colnames[: len(COLUMNS)]) == list(COLUMNS)
+    csv = read_catalogue(out / "field.csv")
+    assert len(csv) == len(table)
+    # the rows are the boxes left after merging the tiles, each measured once
+    finder = DetectorFinder.from_config(
+        CONFIG, tiny, overrides=TINY, score_thresh=0.0, progress=False
+    )
+    with open_field(image) as field:
+        boxes, _ = finder.detect(field)
+    assert len(boxes) == len(table) > 0
+    assert finder.stats["tiles"] == 12  # 70 x 90 px in tiles of 32 overlapping by 8
+    assert np.all(np.isfinite(table["ra"])) and np.all(np.isfinite(table["peak_flux"]))
+    assert (out / "field.reg").read_text().count("ellipse") == len(table)
+    # an existing catalogue is kept unless --overwrite
+    with pytest.raises(SystemExit) as e:
+        _run(*args, *TINY)
+    assert e.value.code == 2
+    assert _run(*args, "--overwrite", "--score-thresh", "0.99", *TINY) == 0
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, tiny, capsys):
+    blank = _fits(tmp_path / "blank.fits", nan=True)
+    with pytest.raises(SystemExit) as e:
+        _run(
+            "--config-file",
+            CONFIG,
+            "--weights",
+            tiny,
+            "--image",
+            blank,
+            "--output",
+            tmp_path / "o",
+            *TINY,
+        )
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "blank.fits" in err and "NaN" in err and len(err.splitlines()) == 1
+    # a checkpoint of another model: named, one line
+    other = _weights(
+        tmp_path / "other.pth", [*TINY[:-1], "model.backbone.trunk_kwargs.embed_dim=48"]
+    )
+    image = _fits(tmp_path / "f.fits")
+    with pytest.raises(SystemExit) as e:
+        _run(
+            "--config-file",
+            CONFIG,
+            "--weights",
+            other,
+            "--image",
+            image,
+            "--output",
+            tmp_path / "o",
+            *TINY,
+        )
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "other.pth" in err and "does not fit" in err and len(err.splitlines()) == 1
+
+
+def test_field_without_wcs_gives_a_pixel_catalogue(tmp_path, tiny):
+    image = _fits(tmp_path / "nowcs.fits", wcs=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert (
+            _run(
+                "--config-file",
+                CONFIG,
+                "--weights",
+                tiny,
+                "--image",
+                image,
+                "--output",
+                tmp_path / "o",
+                "--score-thresh",
+                "0.0",
+                "--no-rescale",
+                *TINY,
+            )
+            == 0
+        )
+    assert any("no celestial WCS" in str(w.message) for w in caught)
+    table = read_catalogue(tmp_path / "o" / "nowcs.fits")
+    ra, x = np.asarray(table["ra"], float), np.asarray(table["x"], float)
+    assert len(table) > 0 and np.all(np.isnan(ra)) and np.all(np.isfinite(x))

@@ -1,0 +1,138 @@
+#!/usr/bin/env python
+"""Find the sources of whole survey images: a catalogue per FITS field.
+
+    tools/find_sources.py --config-file CFG --weights RUN/model_final.pth \\
+        --image F.fits [more ...] --output DIR [KEY=VALUE ...]
+    tools/find_sources.py --finder pybdsf|classical --image F.fits --output DIR
+
+Writes DIR/<image stem>.fits, .csv, .reg (DS9 ellipses) and .png (the field with the
+catalogue drawn). A trained detector runs over the field in overlapping tiles of its
+training size, resampled so the beam spans as many pixels as in training (``--no-rescale``
+turns that off). Under ``torchrun --nproc_per_node N`` process r takes images r, r+N, ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+logger = logging.getLogger("find_sources")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    p.add_argument("--image", nargs="+", required=True, help="FITS field(s)")
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--config-file", help="detector config (with --weights)")
+    p.add_argument("--weights", help="the detector's checkpoint, e.g. RUN/model_final.pth")
+    p.add_argument(
+        "--finder",
+        choices=["detector", "pybdsf", "classical"],
+        help="finder (default: detector when --config-file is given)",
+    )
+    p.add_argument(
+        "--beam",
+        nargs=3,
+        type=float,
+        metavar=("MAJ", "MIN", "PA"),
+        help="restoring beam FWHM (arcsec, arcsec, deg) for headers without BMAJ/BMIN/BPA",
+    )
+    p.add_argument("--score-thresh", type=float, default=0.5, help="detector: min score (0.5)")
+    p.add_argument("--batch-size", type=int, default=8, help="detector: tiles per pass (8)")
+    p.add_argument(
+        "--no-rescale",
+        action="store_true",
+        help="detector: do not resample fields to the training beam in pixels",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace existing catalogues")
+    p.add_argument("--no-picture", action="store_true", help="skip the PNG")
+    p.add_argument("opts", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    return p
+
+
+def build(args, parser):
+    from astrodet.sky.finders import build_finder
+
+    name = args.finder or ("detector" if args.config_file else None)
+    if name is None:
+        parser.error("give --config-file and --weights, or --finder pybdsf|classical")
+    if name == "detector":
+        if not (args.config_file and args.weights):
+            parser.error("the detector needs --config-file and --weights")
+        from astrodet.sky.finders.detector import DetectorFinder
+
+        return DetectorFinder.from_config(
+            args.config_file,
+            args.weights,
+            overrides=args.opts,
+            score_thresh=args.score_thresh,
+            batch_size=args.batch_size,
+            rescale=not args.no_rescale,
+            progress=sys.stderr.isatty(),
+        )
+    if args.opts or args.config_file or args.weights:
+        parser.error(f"--finder {name} takes no config, weights or KEY=VALUE overrides")
+    return build_finder(name)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_intermixed_args(argv)
+    # --image takes every word up to the next option: KEY=VALUE overrides after it belong to opts
+    moved = [a for a in args.image if "=" in a and not Path(a).exists()]
+    args.image = [a for a in args.image if a not in moved]
+    args.opts = list(args.opts) + moved
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    rank = int(os.environ.get("RANK", 0))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    images = [Path(p) for p in args.image][rank::world]
+    out = Path(args.output)
+    from astrodet.sky import Beam, CatalogueError, FieldError, open_field, write_catalogue
+    from astrodet.sky.finders.detector import save_field_picture
+
+    try:
+        beam = Beam.from_args(args.beam)
+        for path in images:
+            if not path.is_file():
+                raise FileNotFoundError(f"FITS image {path} not found")
+            stem = out / path.name.removesuffix(".gz").rsplit(".", 1)[0]
+            targets = [stem.with_name(stem.name + s) for s in (".fits", ".csv", ".reg", ".png")]
+            existing = [str(t) for t in targets if t.exists()]
+            if existing and not args.overwrite:
+                raise FileExistsError(f"{existing[0]} exists; pass --overwrite to replace it")
+        finder = build(args, parser)
+        out.mkdir(parents=True, exist_ok=True)
+        for path in images:
+            stem = out / path.name.removesuffix(".gz").rsplit(".", 1)[0]
+            with open_field(path, beam=beam) as field:
+                start = time.perf_counter()
+                table = finder.find(field)
+                seconds = time.perf_counter() - start
+                mp = field.shape[0] * field.shape[1] / 1e6
+                table.meta["SECONDS"] = round(seconds, 3)
+                write_catalogue(table, stem, overwrite=args.overwrite)
+                if not args.no_picture:
+                    save_field_picture(field, table, stem.with_name(stem.name + ".png"))
+            logger.info(
+                "%s: %d sources in %.2f s (%.2f s/megapixel) -> %s.{fits,csv,reg,png}",
+                path,
+                len(table),
+                seconds,
+                seconds / max(mp, 1e-9),
+                stem,
+            )
+    except (FileNotFoundError, FileExistsError, FieldError, CatalogueError, ValueError) as e:
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
