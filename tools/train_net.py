@@ -14,7 +14,7 @@ import sys
 
 from astrodet.config import LazyConfig
 from astrodet.engine import (
-    CheckpointMismatchError,
+    CheckpointError,
     build_model,
     check_checkpoint,
     check_output_dir,
@@ -64,7 +64,7 @@ def cli(argv: list[str] | None = None) -> int:
             dist_url=args.dist_url,
             args=(args,),
         )
-    except (FileNotFoundError, FileExistsError, KeyError, CheckpointMismatchError) as e:
+    except (FileNotFoundError, FileExistsError, KeyError, CheckpointError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         parser.exit(2, f"{parser.prog}: error: {message}\n")
     return 0

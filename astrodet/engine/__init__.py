@@ -4,6 +4,7 @@ exact resume, DDP launch, and the train/test procedures ``tools/train_net.py`` r
 from . import comm
 from .checkpoint import (
     Checkpointer,
+    CheckpointError,
     CheckpointMismatchError,
     get_rng_state,
     set_rng_state,
@@ -38,6 +39,7 @@ from .launch import launch, launched_by_torchrun
 from .train_loop import HookBase, SimpleTrainer, TrainerBase
 
 __all__ = [
+    "CheckpointError",
     "CheckpointMismatchError",
     "Checkpointer",
     "EvalHook",

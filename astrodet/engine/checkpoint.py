@@ -18,6 +18,7 @@ from astrodet.utils import atomic_save_torch, atomic_write_text
 from . import comm
 
 __all__ = [
+    "CheckpointError",
     "CheckpointMismatchError",
     "Checkpointer",
     "get_rng_state",
@@ -77,8 +78,21 @@ def _strip_prefix(state: dict[str, Any], prefix: str = "module.") -> dict[str, A
     return state
 
 
-class CheckpointMismatchError(RuntimeError):
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used: unreadable, or not fitting the model."""
+
+
+class CheckpointMismatchError(CheckpointError):
     """A checkpoint's weights do not fit the model (another architecture or size)."""
+
+
+def _torch_load(path: Path, *, mmap: bool = False) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError...
+        if mmap:  # files in torch's legacy format cannot be mapped
+            return _torch_load(path)
+        raise CheckpointError(f"checkpoint {path} cannot be read: {e}") from e
 
 
 def last_checkpoint(save_dir: str | os.PathLike) -> Path | None:
@@ -111,7 +125,7 @@ def read_model_state(path: str | os.PathLike, *, mmap: bool = False) -> dict[str
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
-    data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    data = _torch_load(path, mmap=mmap)
     state = data.get("model", data) if isinstance(data, dict) else data
     return _strip_prefix(state)
 
@@ -256,13 +270,14 @@ class Checkpointer:
 
         Raises:
             FileNotFoundError: naming ``path``.
+            CheckpointError: the file cannot be read, naming it.
             CheckpointMismatchError: naming ``path``, the mismatching keys and the config
                 it was trained with (``config.yaml`` beside it) where there is one.
         """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint {path} not found")
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = _torch_load(path)
         state = _strip_prefix(data.get("model", data) if isinstance(data, dict) else data)
         problem = state_mismatch(self.model, state)
         if problem:

@@ -14,6 +14,7 @@ from _tiny import tiny_detector
 from astrodet.data.detection import build_detection_train_loader
 from astrodet.engine import (
     Checkpointer,
+    CheckpointError,
     CheckpointMismatchError,
     EventStorage,
     JSONWriter,
@@ -105,6 +106,9 @@ def test_checkpoint_mismatch_names_file(tmp_path):
         )
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         Checkpointer(torch.nn.Linear(2, 2)).load(tmp_path / "nope.pth")
+    (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"garbage\.pth cannot be read"):
+        Checkpointer(torch.nn.Linear(2, 2)).load(tmp_path / "garbage.pth")
 
 
 def test_checkpointer_keeps_at_most_max_to_keep(tmp_path):
