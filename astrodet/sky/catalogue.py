@@ -205,16 +205,20 @@ def _regions_text(table) -> str:
     # Regions' angle is counter-clockwise from the longitude axis (+x for pixels): east of
     # north (position angle) is 90 deg more.
     if _has_sky(table):
-        ok = np.isfinite(np.asarray(table["ra"], float)) & np.isfinite(
-            np.asarray(table["dec"], float)
-        )
-        for i in np.flatnonzero(ok):
+        ra, dec = np.asarray(table["ra"], float), np.asarray(table["dec"], float)
+        ok = np.flatnonzero(np.isfinite(ra) & np.isfinite(dec))
+        # One SkyCoord and quantity arrays, indexed per region: building a SkyCoord per row
+        # is what costs most on large catalogues.
+        centres = SkyCoord(ra[ok] * u.deg, dec[ok] * u.deg)
+        width, height = maj[ok] * u.arcsec, mn[ok] * u.arcsec
+        angle = (pa[ok] + 90.0) * u.deg
+        for k, i in enumerate(ok):
             regs.append(
                 EllipseSkyRegion(
-                    center=SkyCoord(float(table["ra"][i]) * u.deg, float(table["dec"][i]) * u.deg),
-                    width=float(maj[i]) * u.arcsec,
-                    height=float(mn[i]) * u.arcsec,
-                    angle=float(pa[i] + 90.0) * u.deg,
+                    center=centres[k],
+                    width=width[k],
+                    height=height[k],
+                    angle=angle[k],
                     meta={"text": str(table["source_id"][i])},
                 )
             )
@@ -449,12 +453,16 @@ def catalogue_to_boxes(table, *, wcs, display_height: int | None = None) -> np.n
 
     Args:
         table: a catalogue.
-        wcs: the image's celestial WCS.
+        wcs: the image's celestial WCS (or its :class:`~astrodet.sky.field.Field`).
         display_height: flip vertically for an image of this height shown north up (row 0
             at the top, as MGCLS cutouts are written); None keeps FITS orientation.
     """
     from astrodet.data.mgcls import _to_display, ellipse_pixel_boxes
 
+    from .field import Field
+
+    if isinstance(wcs, Field):
+        wcs = wcs.wcs
     if len(table) == 0:
         return np.zeros((0, 4))
     if wcs is None:
