@@ -30,8 +30,12 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from astropy.table import Table
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +138,7 @@ class CatalogueError(ValueError):
 
 
 # --------------------------------------------------------------------------- building
-def new_catalogue(*, meta: dict | None = None, **columns) -> Table:  # noqa: F821
+def new_catalogue(*, meta: dict | None = None, **columns) -> Table:
     """A catalogue in our columns and units.
 
     Args:
@@ -300,7 +304,7 @@ def write_catalogue(
 
 
 # --------------------------------------------------------------------------- reading
-def _read_any(path: Path) -> Table:  # noqa: F821
+def _read_any(path: Path) -> Table:
     """Any table file -> astropy Table (units and meta kept where the format has them)."""
     from astropy.table import Table
 
@@ -370,7 +374,7 @@ def _values(col, target_unit: str, default_unit: str) -> np.ndarray:
     return values
 
 
-def read_catalogue(path: str | os.PathLike) -> Table:  # noqa: F821
+def read_catalogue(path: str | os.PathLike) -> Table:
     """Read a source catalogue into our columns and units.
 
     Accepts our own FITS/CSV, PyBDSF ``.srl``/``.gaul`` (FITS or ASCII; sizes in degrees,
@@ -511,7 +515,7 @@ def coco_to_catalogue(
     display_height: int | None = None,
     box_scale: float = 1.0,
     meta: dict | None = None,
-) -> Table:  # noqa: F821
+) -> Table:
     """COCO predictions (or XYXY boxes) -> a catalogue, positions and sizes from the boxes.
 
     The box centre is the position; a box is taken as ``box_scale`` times the bounding box of
