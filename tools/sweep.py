@@ -23,6 +23,7 @@ from astrodet.sweep import (
     job_parameters,
     load_grid,
     make_executor,
+    run_finished,
     run_sweep,
 )
 
@@ -83,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _print_plan(points, output: Path, executor: str, params: dict) -> None:
     print(f"{len(points)} points in {output} ({executor} executor)")
     for i, p in enumerate(points, 1):
-        print(f"[{i}/{len(points)}] {p.name}: {p.config.name} {' '.join(p.overrides)}")
+        done = " (done)" if run_finished(output / p.name) else ""
+        print(f"[{i}/{len(points)}] {p.name}{done}: {p.config.name} {' '.join(p.overrides)}")
     print("job parameters: " + json.dumps(params, sort_keys=True))
 
 
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     slurm = args.executor == "slurm"
     max_parallel = args.max_parallel if args.max_parallel is not None else (None if slurm else 1)
     poll_s = args.poll_s if args.poll_s is not None else (30.0 if slurm else 1.0)
-    signal.signal(signal.SIGTERM, _interrupt)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # stop the points, keep the record
     try:
         result = run_sweep(points, output=output, executor=executor, grid_path=grid.path,
                            max_parallel=max_parallel, poll_s=poll_s,
@@ -134,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     except KeyboardInterrupt:
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     _summary(result, output, len(points))
     return 1 if result["failed"] else 0
 

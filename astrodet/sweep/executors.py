@@ -300,8 +300,9 @@ class SubmititExecutor:
             import torch
 
             if not torch.cuda.is_available():
-                # one process per point on a machine without GPUs
-                kwargs["gpus_per_node"], kwargs["tasks_per_node"] = 0, 1
+                # no GPUs: --gpus-per-node N runs N CPU processes (gloo), as train_net's
+                # --num-gpus does
+                kwargs["gpus_per_node"] = 0
         self.executor.update_parameters(**kwargs)
 
     def submit(self, point: Point, run_dir: Path) -> SubmititJob:
