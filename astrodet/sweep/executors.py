@@ -274,15 +274,16 @@ class SubmititExecutor:
             are always requeued).
 
     Raises:
-        RuntimeError: ``cluster="slurm"`` without SLURM's ``sbatch``.
+        RuntimeError: ``cluster="slurm"`` without SLURM's ``sbatch`` and ``srun``.
     """
 
     def __init__(self, folder: Path, *, cluster: str, params: dict, max_num_timeout: int = 10):
         import submitit
 
-        if cluster == "slurm" and shutil.which("sbatch") is None:
+        missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]
+        if cluster == "slurm" and missing:
             raise RuntimeError(
-                "--executor slurm needs SLURM's sbatch, which is not on PATH here; run "
+                f"--executor slurm needs SLURM's {' and '.join(missing)}, not on PATH here; run "
                 "tools/sweep.py on the cluster's login node, or use --executor local "
                 "(or submitit-local) on this machine"
             )
