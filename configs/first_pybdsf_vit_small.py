@@ -31,7 +31,8 @@ model.image_size = 192
 model.representation_size = 256
 model.rpn_pre_nms_top_n_train = 1000
 model.rpn_post_nms_top_n_train = 300
-model.rpn_post_nms_top_n_test = 300
+model.rpn_pre_nms_top_n_test = 500
+model.rpn_post_nms_top_n_test = 100  # a 96 px tile holds a few tens of sources at most
 model.box_batch_size_per_image = 64
 
 optimizer.lr = 3e-4

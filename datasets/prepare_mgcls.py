@@ -3,6 +3,8 @@
 
     python datasets/prepare_mgcls.py --image FITS [FITS ...] --catalog CATALOGUE [CATALOGUE ...]
         --out DIR [--size 256] [--max-nan-fraction F] [--overwrite]
+    python datasets/prepare_mgcls.py --image FITS [FITS ...] --catalog pybdsf [--beam MAJ MIN PA]
+        --out DIR    # PyBDSF run on each image first (cached), its source list turned into boxes
 
 Writes DIR/annotations.json (COCO), DIR/images/*.npy (float32 raw flux, north up) and
 DIR/summary.json. See astrodet.data.mgcls for the conventions.
@@ -37,7 +39,15 @@ def main(argv=None) -> int:
         "--catalog",
         nargs="+",
         required=True,
-        help="PyBDSF catalogue(s), one per image: FITS table, CSV or .srl/.gaul text",
+        help="PyBDSF catalogue(s), one per image: FITS table, CSV or .srl/.gaul text; or the "
+        "word pybdsf to run PyBDSF on each image (cached under $ASTRODET_CACHE/pybdsf)",
+    )
+    p.add_argument(
+        "--beam",
+        nargs=3,
+        type=float,
+        metavar=("MAJ", "MIN", "PA"),
+        help="with --catalog pybdsf: restoring beam (arcsec, arcsec, deg) for headers without BMAJ",
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--size", type=int, default=256, help="tile side in pixels (default 256)")
@@ -64,19 +74,27 @@ def main(argv=None) -> int:
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    kwargs = dict(
+        out_dir=args.out,
+        size=args.size,
+        max_nan_fraction=args.max_nan_fraction,
+        fill_value=args.fill_value,
+        max_major_beams=args.max_major_beams if args.max_major_beams > 0 else None,
+        overwrite=args.overwrite,
+    )
     try:
-        summary = prepare_mgcls(
-            image=args.image,
-            catalog=args.catalog,
-            out_dir=args.out,
-            size=args.size,
-            max_nan_fraction=args.max_nan_fraction,
-            fill_value=args.fill_value,
-            columns=_columns(args.columns),
-            size_unit=args.size_unit,
-            max_major_beams=args.max_major_beams if args.max_major_beams > 0 else None,
-            overwrite=args.overwrite,
-        )
+        if args.catalog == ["pybdsf"]:
+            from astrodet.sky.labels import label_fields
+
+            summary = label_fields(args.image, beam=args.beam, **kwargs)
+        else:
+            summary = prepare_mgcls(
+                image=args.image,
+                catalog=args.catalog,
+                columns=_columns(args.columns),
+                size_unit=args.size_unit,
+                **kwargs,
+            )
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"{p.prog}: error: {e}", file=sys.stderr)
         return 2

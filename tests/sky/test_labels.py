@@ -4,6 +4,7 @@ sky-overlap split of the FIRST set."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,22 +34,26 @@ def test_pybdsf_catalogue_is_cached_by_file_and_options(real_data, tmp_path, mon
     assert other != first and len(calls) == 2
 
 
-def test_label_fields_writes_coco_boxes_from_pybdsf(real_data, tmp_path):
-    image = real_data / "pybdsf_test" / "ch0_I.fits"
-    summary = labels.label_fields(
-        [image],
-        out_dir=tmp_path / "coco",
-        cache_dir=tmp_path / "cache",
-        size=64,
-        max_major_beams=None,
-        progress=False,
+def test_prepare_mgcls_with_catalog_pybdsf_writes_coco_boxes(real_data, tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "prepare_mgcls", Path(__file__).resolve().parents[2] / "datasets" / "prepare_mgcls.py"
     )
+    prepare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prepare)
+    monkeypatch.setenv("ASTRODET_CACHE", str(tmp_path / "cache"))
+    image = real_data / "pybdsf_test" / "ch0_I.fits"
+    args = ["--image", str(image), "--catalog", "pybdsf", "--out", str(tmp_path / "coco")]
+    assert prepare.main([*args, "--size", "64", "--max-major-beams", "0"]) == 0
     data = json.loads((tmp_path / "coco" / "annotations.json").read_text())
+    summary = json.loads((tmp_path / "coco" / "summary.json").read_text())
     assert summary["tiles"] == 4 == len(data["images"])  # 129 px -> 2 x 2 tiles of 64
     assert summary["boxes"] == len(data["annotations"]) >= 10
     boxes = np.array([a["bbox"] for a in data["annotations"]])
     assert np.all(boxes[:, 2:] > 0) and np.all(boxes[:, :2] >= 0)
     assert np.all(boxes[:, :2] + boxes[:, 2:] <= 64 + 1e-6)
+    assert len(list((tmp_path / "cache" / "pybdsf").glob("ch0_I.*.srl.fits"))) == 1
 
 
 def test_first_split_keeps_overlapping_images_together():

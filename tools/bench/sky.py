@@ -1,0 +1,356 @@
+"""Whole-field source finding: the detector's catalogue against PyBDSF's.
+
+As a benchmark part (``run``/``rows``): seconds per megapixel of the small FIRST detector's
+tiled finder against PyBDSF on the same synthetic FIRST-like field (one run each), and
+the finder's peak memory on a large memory-mapped field written here.
+
+As a script, the held-out check on real FIRST fields:
+
+    python tools/bench/sky.py --weights output/first_pybdsf_vit_small/model_final.pth \\
+        --output output/first_pybdsf_heldout
+
+runs the detector and the classical finder over the held-out fields of the FIRST PyBDSF
+set and scores both against PyBDSF's catalogues (completeness and reliability per PyBDSF
+S/N bin, ``astrodet.sky.crossmatch``), writing ``DIR/summary.json``, ``DIR/table.md`` and
+one comparison folder per finder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger("benchmark")
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "configs" / "first_pybdsf_vit_small.py"
+DEFAULT_WEIGHTS = ROOT / "output" / "first_pybdsf_vit_small" / "model_final.pth"
+#: FIRST-like synthetic sky: 1.8"/px, 5.4" beam, 150 uJy/beam noise.
+PIXEL, BEAM, NOISE = 1.8, 5.4, 1.5e-4
+
+
+# ----------------------------------------------------------------------------- fields
+def _header(ny: int, nx: int):
+    from astropy.io import fits
+
+    h = fits.Header()
+    h["SIMPLE"], h["BITPIX"], h["NAXIS"] = True, -32, 2
+    h["NAXIS1"], h["NAXIS2"] = nx, ny
+    h["CTYPE1"], h["CRVAL1"], h["CRPIX1"], h["CDELT1"] = "RA---SIN", 150.0, nx / 2, -PIXEL / 3600
+    h["CTYPE2"], h["CRVAL2"], h["CRPIX2"], h["CDELT2"] = "DEC--SIN", 30.0, ny / 2, PIXEL / 3600
+    h["BMAJ"], h["BMIN"], h["BPA"] = BEAM / 3600, BEAM / 3600, 0.0
+    h["BUNIT"] = "JY/BEAM"
+    return h
+
+
+def write_synthetic_field(
+    path: Path, *, size: int, sources_per_mp: float = 150.0, seed: int = 0, rows: int = 512
+) -> Path:
+    """A FIRST-like field (noise + Gaussian point and slightly resolved sources, S/N 5-300)
+    written block by block, so an 8k or 16k field never sits in memory whole."""
+    from astropy.io import fits
+
+    rng = np.random.default_rng(seed)
+    n = int(sources_per_mp * size * size / 1e6)
+    xs, ys = rng.uniform(0, size, n), rng.uniform(0, size, n)
+    peaks = NOISE * np.exp(rng.uniform(np.log(5), np.log(300), n))
+    sig = BEAM / PIXEL / 2.3548 * rng.uniform(1.0, 1.6, n)
+    header = _header(size, size)
+    with open(path, "wb") as f:
+        f.write(fits.Header(header).tostring().encode())
+        for y0 in range(0, size, rows):
+            y1 = min(size, y0 + rows)
+            block = rng.normal(0.0, NOISE, (y1 - y0, size)).astype(np.float32)
+            near = np.flatnonzero((ys > y0 - 20) & (ys < y1 + 20))
+            yy = np.arange(y0, y1)[:, None]
+            for k in near:
+                x0, x1 = max(0, int(xs[k]) - 12), min(size, int(xs[k]) + 13)
+                xx = np.arange(x0, x1)[None, :]
+                block[:, x0:x1] += peaks[k] * np.exp(
+                    -((xx - xs[k]) ** 2 + (yy - ys[k]) ** 2) / (2 * sig[k] ** 2)
+                )
+            f.write(block.astype(">f4").tobytes())
+        pad = (-f.tell()) % 2880
+        f.write(b"\0" * pad)
+    return path
+
+
+def _detector(weights: Path | None, **kwargs):
+    from astrodet.sky.finders.detector import DetectorFinder
+
+    if weights is not None and Path(weights).is_file():
+        return DetectorFinder.from_config(CONFIG, weights, progress=False, **kwargs), True
+    # the same network, random weights: the same compute per tile
+    import torch
+
+    from astrodet.config import LazyConfig, instantiate
+
+    cfg = LazyConfig.load(str(CONFIG))
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"sky_bench_random_{os.getpid()}.pth"
+    torch.manual_seed(0)
+    torch.save({"model": instantiate(cfg.model).state_dict()}, tmp)
+    try:
+        return DetectorFinder.from_config(CONFIG, tmp, progress=False, **kwargs), False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _peak_memory_child(path: str, weights: str | None, queue) -> None:
+    import resource
+
+    import torch
+
+    from astrodet.sky import open_field
+
+    torch.set_num_threads(1)
+    finder, _ = _detector(Path(weights) if weights else None)
+    start = time.perf_counter()
+    with open_field(path) as field:
+        table = finder.find(field)
+    seconds = time.perf_counter() - start
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB -> MiB
+    queue.put({"peak_rss_mib": rss, "seconds": seconds, "sources": len(table)})
+
+
+def bench_sky(
+    *, workdir: Path, size: int = 1024, large: int = 4096, weights: Path | None = None, seed=0
+) -> dict[str, Any]:
+    """Seconds per megapixel of the detector finder and of PyBDSF on one synthetic field,
+    and the detector finder's peak memory on a ``large`` x ``large`` memory-mapped field."""
+    import torch
+
+    from astrodet.sky import open_field
+    from astrodet.sky.finders import build_finder
+
+    torch.set_num_threads(1)
+    workdir.mkdir(parents=True, exist_ok=True)
+    field_path = write_synthetic_field(workdir / f"sky_{size}.fits", size=size, seed=seed)
+    mp = size * size / 1e6
+    finder, trained = _detector(weights)
+    out: dict[str, Any] = {"field_pixels": size, "trained_weights": trained}
+    with open_field(field_path) as field:
+        start = time.perf_counter()
+        det = finder.find(field)
+        out["detector_s_per_mp"] = (time.perf_counter() - start) / mp
+        start = time.perf_counter()
+        ref = build_finder("pybdsf").find(field)
+        out["pybdsf_s_per_mp"] = (time.perf_counter() - start) / mp
+    out["detector_sources"], out["pybdsf_sources"] = len(det), len(ref)
+    out["speedup_vs_pybdsf"] = out["pybdsf_s_per_mp"] / out["detector_s_per_mp"]
+    big = write_synthetic_field(workdir / f"sky_{large}.fits", size=large, seed=seed + 1)
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(
+        target=_peak_memory_child, args=(str(big), str(weights) if trained else None, queue)
+    )
+    proc.start()
+    mem = queue.get()
+    proc.join()
+    big.unlink(missing_ok=True)
+    out.update(
+        large_field_pixels=large,
+        large_field_mib=large * large * 4 / 2**20,
+        large_peak_rss_mib=mem["peak_rss_mib"],
+        large_seconds=mem["seconds"],
+        large_sources=mem["sources"],
+    )
+    return out
+
+
+def run(s: dict[str, Any], device) -> dict[str, Any]:
+    """The part with the benchmark's settings ``s`` (CPU; ``device`` unused). The field is
+    1024 px (4096 px for the memory check); a trained detector is used when
+    ``$ASTRODET_SKY_WEIGHTS`` or the default run folder holds one."""
+    import tempfile
+
+    weights = Path(os.environ.get("ASTRODET_SKY_WEIGHTS", DEFAULT_WEIGHTS))
+    with tempfile.TemporaryDirectory(prefix="sky_bench_") as tmp:
+        return bench_sky(workdir=Path(tmp), weights=weights, seed=s.get("seed", 0))
+
+
+def rows(results: dict[str, Any]) -> list[str]:
+    """Rows of the Markdown table for this part of a ``benchmark.json`` dict."""
+    r = results.get("sky")
+    if not r:
+        return []
+    w = "trained" if r["trained_weights"] else "random-init"
+    return [
+        f"| sky | find_sources speedup vs PyBDSF (s/MP) | {r['speedup_vs_pybdsf']:.2f}x | "
+        f"{r['field_pixels']} px FIRST-like field: {r['detector_s_per_mp']:.2f} vs "
+        f"{r['pybdsf_s_per_mp']:.2f} s/MP ({w} detector) |",
+        f"| sky | find_sources peak RSS, {r['large_field_pixels']} px field | "
+        f"{r['large_peak_rss_mib']:.0f} MiB | field {r['large_field_mib']:.0f} MiB memory-mapped, "
+        f"{r['large_seconds']:.0f} s |",
+    ]
+
+
+# ----------------------------------------------------------------------------- held-out
+def _stack(tables, path: Path) -> Path:
+    from astropy.table import vstack
+
+    from astrodet.sky import new_catalogue, write_catalogue
+    from astrodet.sky.catalogue import COLUMNS
+
+    if tables:
+        t = vstack(tables, metadata_conflicts="silent")
+        t = new_catalogue(
+            meta={"BEAM_MAJ": BEAM, "BEAM_MIN": BEAM, "BEAM_PA": 0.0},
+            **{c: np.asarray(t[c]) for c in COLUMNS if c != "source_id"},
+        )
+    else:
+        t = new_catalogue()
+    write_catalogue(t, path.with_suffix(""), formats=("fits",), overwrite=True)
+    return path
+
+
+def _pooled(metrics: dict, lo: float) -> dict:
+    """Completeness and reliability over the S/N bins from ``lo`` up."""
+    bins = [b for b in metrics["snr_bins"] if b["snr_min"] >= lo]
+    nr = sum(b["n_reference"] for b in bins)
+    nc = sum(b["n_catalog"] for b in bins)
+    mr = sum(b["n_matched"] for b in bins)
+    mc = sum(round(b["reliability"] * b["n_catalog"]) if b["n_catalog"] else 0 for b in bins)
+    return {
+        "n_reference": nr,
+        "n_catalog": nc,
+        "completeness": mr / nr if nr else math.nan,
+        "reliability": mc / nc if nc else math.nan,
+    }
+
+
+def score_first_heldout(
+    *,
+    weights: Path,
+    output: Path,
+    config_file: Path = CONFIG,
+    overwrite: bool = False,
+    score_thresh: float = 0.5,
+) -> dict:
+    """Detector and classical finder against PyBDSF on the held-out FIRST fields.
+
+    Returns:
+        ``{"fields", "megapixels", finder: {"seconds", "metrics", "snr_ge_10"}}``.
+    """
+    from astrodet.sky import open_field, read_catalogue
+    from astrodet.sky.crossmatch import compare_catalogues
+    from astrodet.sky.finders import build_finder
+    from astrodet.sky.finders.detector import DetectorFinder
+    from astrodet.sky.labels import build_first_pybdsf, pybdsf_catalogue
+    from astrodet.utils import atomic_write_json, atomic_write_text, prepare_output_dir
+
+    output = prepare_output_dir(output, overwrite=overwrite)
+    root = build_first_pybdsf()
+    fields = sorted((root / "fields" / "test").glob("*.fits"))
+    finders = {
+        "detector": DetectorFinder.from_config(
+            config_file, weights, score_thresh=score_thresh, progress=False
+        ),
+        "classical": build_finder("classical"),
+    }
+    found: dict[str, list] = {k: [] for k in finders}
+    seconds = {k: 0.0 for k in finders}
+    reference, mp = [], 0.0
+    for path in fields:
+        # the labels' own PyBDSF run (cached): the same options as the training labels
+        reference.append(read_catalogue(pybdsf_catalogue(path, thresh_isl=3.0, thresh_pix=5.0)))
+        with open_field(path) as field:
+            mp += field.shape[0] * field.shape[1] / 1e6
+            for name, finder in finders.items():
+                start = time.perf_counter()
+                found[name].append(finder.find(field))
+                seconds[name] += time.perf_counter() - start
+    ref_path = _stack(reference, output / "pybdsf.fits")
+    summary: dict[str, Any] = {"fields": len(fields), "megapixels": mp}
+    for name in finders:
+        cat_path = _stack(found[name], output / f"{name}.fits")
+        metrics = compare_catalogues(
+            reference=ref_path,
+            catalog=cat_path,
+            output_dir=output / f"{name}_vs_pybdsf",
+            beam=(BEAM, BEAM, 0.0),
+            overwrite=True,
+        )
+        summary[name] = {
+            "seconds": seconds[name],
+            "s_per_mp": seconds[name] / mp if mp else math.nan,
+            "metrics": metrics,
+            "snr_ge_10": _pooled(metrics, 10.0),
+        }
+    atomic_write_json(output / "summary.json", summary)
+    atomic_write_text(output / "table.md", format_heldout(summary))
+    return summary
+
+
+def format_heldout(summary: dict) -> str:
+    """Markdown table: completeness / reliability per PyBDSF S/N bin, both finders."""
+    names = [k for k in ("detector", "classical") if k in summary]
+    bins = summary[names[0]]["metrics"]["snr_bins"]
+    head = "| PyBDSF S/N | PyBDSF sources | " + " | ".join(
+        f"{n} completeness | {n} reliability" for n in names
+    )
+    lines = [head + " |", "|" + "---|" * (2 + 2 * len(names))]
+
+    def cell(v):
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+
+    for i, b in enumerate(bins):
+        row = [b["label"], str(b["n_reference"])]
+        for n in names:
+            nb = summary[n]["metrics"]["snr_bins"][i]
+            row += [cell(nb["completeness"]), f"{cell(nb['reliability'])} ({nb['n_catalog']})"]
+        lines.append("| " + " | ".join(row) + " |")
+    row = [">= 10 (pooled)", str(summary[names[0]]["snr_ge_10"]["n_reference"])]
+    for n in names:
+        p = summary[n]["snr_ge_10"]
+        row += [cell(p["completeness"]), f"{cell(p['reliability'])} ({p['n_catalog']})"]
+    lines.append("| " + " | ".join(row) + " |")
+    row = ["all", str(summary[names[0]]["metrics"]["n_reference"])]
+    for n in names:
+        m = summary[n]["metrics"]
+        row += [cell(m["completeness"]), f"{cell(m['reliability'])} ({m['n_catalog']})"]
+    lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        description="Detector and classical finder against PyBDSF "
+        "on the held-out real FIRST fields."
+    )
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="the detector checkpoint")
+    p.add_argument("--config-file", default=str(CONFIG))
+    p.add_argument("--output", default="output/first_pybdsf_heldout")
+    p.add_argument("--score-thresh", type=float, default=0.5)
+    p.add_argument("--overwrite", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        summary = score_first_heldout(
+            weights=Path(args.weights),
+            output=Path(args.output),
+            config_file=Path(args.config_file),
+            overwrite=args.overwrite,
+            score_thresh=args.score_thresh,
+        )
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        p.exit(2, f"{p.prog}: error: {e}\n")
+    print(format_heldout(summary))
+    print(json.dumps({k: summary[k] for k in ("fields", "megapixels")}))
+    for n in ("detector", "classical"):
+        print(f"{n}: {summary[n]['s_per_mp']:.2f} s/MP")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())
