@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 # the parts live in tools/bench/, beside this script
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import detection, evaluation, features, gpu, probe  # noqa: E402
+from bench import detection, evaluation, features, gpu, probe, sky  # noqa: E402
 from bench.common import device_info, release, resolve_device  # noqa: E402
 from bench.detection import BACKBONES  # noqa: E402
 
@@ -67,6 +67,7 @@ RUNNERS = {
     "probe": probe,
     "detection": detection,
     "eval": evaluation,
+    "sky": sky,
 }
 SECTIONS = tuple(RUNNERS)
 
