@@ -220,8 +220,9 @@ def plot_figure4(
     datasets = list(dict.fromkeys(s["dataset"] for s in summary))
     if not datasets:
         raise ValueError("no complete runs with a defined mAP@50 to draw")
+    n_backbones = max(len({s["backbone"] for s in summary if s["dataset"] == d}) for d in datasets)
     fig, axes = plt.subplots(
-        1, len(datasets), figsize=(1.2 + 1.3 * 6 * len(datasets), 4.2), squeeze=False
+        1, len(datasets), figsize=(len(datasets) * (2.2 + 1.1 * n_backbones), 4.2), squeeze=False
     )
     colours = {"frozen": "#4c72b0", "fine-tuned": "#dd8452"}
     for ax, dataset in zip(axes[0], datasets):
@@ -242,6 +243,7 @@ def plot_figure4(
             ax.bar(x[have] + (i - 0.5) * width, mean, width, label=mode, color=colours[mode],
                    yerr=np.vstack([mean - lo, hi - mean]), capsize=3)  # fmt: skip
         ax.set_xticks(x, [b.replace(" (", "\n(") for b in backbones], fontsize=8)
+        ax.set_xlim(-0.75, len(backbones) - 0.25)
         ax.set_title(f"{dataset} ({100 * f:g} % of labels)")
         ax.set_ylabel("mAP@50 (test)")
         ax.set_ylim(0, max(1e-3, ax.get_ylim()[1]))
