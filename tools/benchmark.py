@@ -237,7 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--det-sizes", type=_positive, nargs="+", default=None, help="input px (224 512/224)"
     )
     g.add_argument("--det-batch", type=_positive, default=None, help="images per iteration (2/1)")
-    g.add_argument("--det-warmup", type=int, default=None, help="untimed iterations (1/2)")
+    g.add_argument(
+        "--det-warmup",
+        type=int,
+        default=None,
+        help="untimed iterations at least, more until steady (1/2)",
+    )
     g.add_argument("--det-iters", type=_positive, default=None, help="timed iterations (3/8)")
     g.add_argument("--det-tiny", action="store_true", help=argparse.SUPPRESS)
     g = p.add_argument_group("eval")

@@ -178,3 +178,24 @@ def test_cuda_without_a_gpu_is_an_error(bench, tmp_path, caplog):
         pytest.skip("this machine has CUDA")
     assert bench.main([*TINY, "--output", str(tmp_path / "o"), "--device", "cuda"]) == 1
     assert "CUDA is not available" in caplog.text
+
+
+def test_detection_warm_up_runs_until_the_step_time_is_steady(bench):
+    """Slow first steps (memory, kernel choice) are not timed: warm-up goes on until three
+    successive steps agree, and stops at once when they do."""
+    import time
+
+    import torch
+
+    durations = iter([0.4, 0.2, 0.25, 0.1, 0.1, 0.1, 0.1, 0.1])  # long enough to beat jitter
+    calls = []
+
+    def step():
+        calls.append(1)
+        time.sleep(next(durations))
+
+    cpu = torch.device("cpu")
+    assert bench.detection.warm_up(step, min_steps=1, device=cpu) == 6 == len(calls)
+    assert bench.detection.warm_up(lambda: time.sleep(0.1), min_steps=0, device=cpu) == 0
+    n = bench.detection.warm_up(lambda: time.sleep(0.1), min_steps=4, device=cpu)
+    assert n == 4  # steady from the start: the asked-for steps only

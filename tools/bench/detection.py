@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import time
 from typing import Any
 
 import numpy as np
 import torch
 
-from .common import fmt, geomean, logger, median, params, ratio, release, time_interleaved
+from .common import fmt, geomean, logger, median, params, ratio, release, sync, time_interleaved
+
+# Warm-up ends once this many successive steps agree within WARMUP_TOLERANCE (relative), and
+# after at most WARMUP_EXTRA steps beyond the asked-for ones: on CPU the first steps of a
+# model allocate memory and pick kernels, for several steps with a frozen R50-FPN (18, 9,
+# 11, then 2.6-3.3 s per step in one run), which would land in the timed medians otherwise.
+WARMUP_STEADY = 3
+WARMUP_TOLERANCE = 0.25
+WARMUP_EXTRA = 10
 
 BACKBONES = ("vitdet_b", "r50_fpn")
 
@@ -92,6 +101,30 @@ def _trainer(model, batch, device, *, amp=False, optimizer=None):
     return SimpleTrainer(model, itertools.repeat(batch), optimizer, device=device, amp=amp)
 
 
+def warm_up(step, *, min_steps: int, device: torch.device) -> int:
+    """Run ``step`` until its time per call is steady: at least ``min_steps`` calls, then
+    until the last :data:`WARMUP_STEADY` agree within :data:`WARMUP_TOLERANCE`, at most
+    :data:`WARMUP_EXTRA` more. ``min_steps=0``: no warm-up.
+
+    Returns:
+        the number of calls made.
+    """
+    if min_steps <= 0:
+        return 0
+    seconds: list[float] = []
+    while len(seconds) < min_steps + WARMUP_EXTRA:
+        sync(device)
+        start = time.perf_counter()
+        step()
+        sync(device)
+        seconds.append(time.perf_counter() - start)
+        last = seconds[-WARMUP_STEADY:]
+        steady = len(last) == WARMUP_STEADY and max(last) <= (1 + WARMUP_TOLERANCE) * min(last)
+        if len(seconds) >= min_steps and steady:
+            break
+    return len(seconds)
+
+
 def _bench_one_detector(*, backbone, size, batch_size, warmup, iters, device, tiny, seed):
     from astrodet.modeling import count_parameters
 
@@ -108,9 +141,9 @@ def _bench_one_detector(*, backbone, size, batch_size, warmup, iters, device, ti
         trainers["finetune_bf16"] = _trainer(
             models["finetune"], batch, device, amp=True, optimizer=trainers["finetune"].optimizer
         )
-    for trainer in trainers.values():
-        for _ in range(warmup):
-            trainer.run_step()
+    warmup_steps = {
+        mode: warm_up(t.run_step, min_steps=warmup, device=device) for mode, t in trainers.items()
+    }
     times = time_interleaved(
         {mode: t.run_step for mode, t in trainers.items()},
         repeats=iters,
@@ -139,6 +172,7 @@ def _bench_one_detector(*, backbone, size, batch_size, warmup, iters, device, ti
     out = {
         **step,
         "frozen_over_finetune": ratio(step["frozen"], step["finetune"]),
+        "warmup_steps": warmup_steps,
         "inference_images_per_s": batch_size / median(itimes["fp32"]),
         "trainable_parameters": {m: p["trainable"] for m, p in params.items()},
         "frozen_parameters": {m: p["frozen"] for m, p in params.items()},
@@ -168,7 +202,8 @@ def bench_detection(
         backbones: ``vitdet_b`` and/or ``r50_fpn`` (random initialisation).
         sizes: input sizes in px (simulated radio fields of that size).
         batch_size: images per iteration.
-        warmup: untimed iterations per model first.
+        warmup: untimed iterations per model first, at least; more until the step time is
+            steady (:func:`warm_up`; the counts are in ``warmup_steps``). 0: none.
         iters: timed iterations per model, frozen and fine-tuned alternating.
         device: where the models train.
         tiny: tiny trunk and heads (tests).

@@ -322,18 +322,63 @@ def format_heldout(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compare_folders(
+    *, reference_dir: Path, catalog_dir: Path, output: Path, overwrite: bool = False
+) -> dict:
+    """Pool the catalogues of two find_sources folders (the same image stems) and score
+    one against the other (``astrodet.sky.crossmatch.compare_catalogues``)."""
+    from astrodet.sky import read_catalogue
+    from astrodet.sky.crossmatch import compare_catalogues
+    from astrodet.utils import prepare_output_dir
+
+    refs = sorted(Path(reference_dir).glob("*.fits"))
+    missing = [r.name for r in refs if not (Path(catalog_dir) / r.name).is_file()]
+    if not refs or missing:
+        raise FileNotFoundError(
+            f"{catalog_dir} lacks catalogues of {missing[:3]}"
+            if refs
+            else f"no catalogues (*.fits) in {reference_dir}"
+        )
+    output = prepare_output_dir(output, overwrite=overwrite)
+    ref = _stack([read_catalogue(r) for r in refs], output / "reference.fits")
+    cat = _stack(
+        [read_catalogue(Path(catalog_dir) / r.name) for r in refs], output / "catalog.fits"
+    )
+    metrics = compare_catalogues(
+        reference=ref, catalog=cat, output_dir=output / "compare", beam=(BEAM, BEAM, 0.0)
+    )
+    metrics["snr_ge_10"] = _pooled(metrics, 10.0)
+    return metrics
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description="Detector and classical finder against PyBDSF "
-        "on the held-out real FIRST fields."
+        "on the held-out real FIRST fields (or two find_sources folders compared, pooled)."
     )
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="the detector checkpoint")
     p.add_argument("--config-file", default=str(CONFIG))
     p.add_argument("--output", default="output/first_pybdsf_heldout")
     p.add_argument("--score-thresh", type=float, default=0.5)
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--reference-dir", help="find_sources folder of the reference (e.g. PyBDSF)")
+    p.add_argument("--catalog-dir", help="find_sources folder to score against it")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if bool(args.reference_dir) != bool(args.catalog_dir):
+        p.error("--reference-dir and --catalog-dir go together")
+    if args.reference_dir:
+        try:
+            m = compare_folders(
+                reference_dir=Path(args.reference_dir),
+                catalog_dir=Path(args.catalog_dir),
+                output=Path(args.output),
+                overwrite=args.overwrite,
+            )
+        except (FileNotFoundError, FileExistsError, ValueError) as e:
+            p.exit(2, f"{p.prog}: error: {e}\n")
+        print(json.dumps(m["snr_ge_10"]))
+        return 0
     try:
         summary = score_first_heldout(
             weights=Path(args.weights),
