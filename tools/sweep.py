@@ -18,6 +18,8 @@ from pathlib import Path
 
 from astrodet.sweep import (
     EXECUTORS,
+    SWEEP_FILE,
+    SweepState,
     check_points,
     expand_grid,
     job_parameters,
@@ -63,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="seconds between looks at the jobs (default: 1, SLURM 30)",
     )
-    job = parser.add_argument_group("job parameters (SLURM; defaults from the grid's 'slurm' dict)")
+    job = parser.add_argument_group(
+        "job parameters (SLURM; defaults: those given to this sweep before, then the grid's "
+        "'slurm' dict)"
+    )
     job.add_argument("--partition", default=None)
     job.add_argument("--account", default=None)
     job.add_argument("--qos", default=None)
@@ -101,6 +106,10 @@ def _summary(result: dict, output: Path, n: int) -> None:
         print("\n".join("    " + line for line in why.splitlines()))
 
 
+def _recorded_options(output: Path) -> dict:
+    return SweepState(output).options if (output / SWEEP_FILE).exists() else {}
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -116,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         options = {name: getattr(args, name) for name in (
             "partition", "account", "qos", "constraint", "nodes", "gpus_per_node",
             "cpus_per_task", "timeout_min", "mem_gb")}  # fmt: skip
+        # a rerun keeps the job options the sweep was given; options given now win
+        options = {
+            **_recorded_options(output),
+            **{k: v for k, v in options.items() if v is not None},
+        }
         params = job_parameters(grid_defaults=grid.slurm, **options)
         if args.dry_run:
             _print_plan(points, output, args.executor, params)
@@ -130,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt)  # stop the points, keep the record
     try:
         result = run_sweep(points, output=output, executor=executor, grid_path=grid.path,
-                           max_parallel=max_parallel, poll_s=poll_s,
+                           max_parallel=max_parallel, poll_s=poll_s, options=options,
                            echo=lambda line: print(line, flush=True))  # fmt: skip
     except (ValueError, RuntimeError) as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")

@@ -35,6 +35,7 @@ def run_sweep(
     grid_path: str | os.PathLike,
     max_parallel: int | None = 1,
     poll_s: float = 1.0,
+    options: dict | None = None,
     echo: Callable[[str], None] = print,
 ) -> dict:
     """Run every unfinished point of a sweep and wait for them.
@@ -51,6 +52,7 @@ def run_sweep(
         grid_path: the grid file (recorded).
         max_parallel: points running (or queued on the cluster) at once; None: all.
         poll_s: seconds between looks at the running points.
+        options: job options to record in ``sweep.json`` (a rerun starts from them).
         echo: where progress lines go.
 
     Returns:
@@ -68,7 +70,7 @@ def run_sweep(
     result: dict = {"done": [], "skipped": [], "failed": {}}
     with sweep_lock(output):
         state = SweepState(output)
-        state.register(points, grid=Path(grid_path), executor=executor.name)
+        state.register(points, grid=Path(grid_path), executor=executor.name, options=options)
         pending: list[Point] = []
         active: dict[str, list] = {}
         for p in points:

@@ -52,12 +52,20 @@ class SweepState:
                 raise ValueError(f"{self.path} is not valid json ({e}); move it away") from None
 
     @property
+    def options(self) -> dict:
+        """The job options (``tools/sweep.py`` names) given to the sweep so far."""
+        return dict(self.data.get("options", {}))
+
+    @property
     def points(self) -> dict[str, dict]:
         return self.data["points"]
 
-    def register(self, points: Sequence[Point], *, grid: Path, executor: str) -> None:
-        """Record the grid's points; a point already recorded must have the same config and
-        overrides (its run folder would otherwise continue a different experiment).
+    def register(
+        self, points: Sequence[Point], *, grid: Path, executor: str, options: dict | None = None
+    ) -> None:
+        """Record the grid's points (and the job options given); a point already recorded
+        must have the same config and overrides (its run folder would otherwise continue a
+        different experiment).
 
         Raises:
             ValueError: naming the point whose config or overrides changed.
@@ -77,6 +85,8 @@ class SweepState:
             record.update(p.to_json())
             self.points[p.name] = record
         self.data.update(grid=str(grid), executor=executor)
+        if options is not None:
+            self.data["options"] = options
         self.save()
 
     def update(self, name: str, **fields) -> None:

@@ -373,3 +373,22 @@ def test_submitit_job_trains_with_ddp_over_its_tasks(root, tmp_path):
     assert len(final["rng"]) == 2  # both ranks' RNG states: one group of two
     job_id = _state(out)["seed=0"]["job_id"]
     assert len(list((out / ".submitit" / job_id).glob("*_log.err"))) == 2  # two tasks
+
+
+def test_rerun_keeps_the_job_options_given_before(root, tmp_path, capsys):
+    from astrodet.sweep import SweepState, expand_grid, load_grid
+
+    grid = _grid(root, GRID_2X2, "grid2x2_options")
+    out = tmp_path / "opts"
+    out.mkdir()
+    SweepState(out).register(expand_grid(load_grid(grid)), grid=grid, executor="slurm",
+                             options={"partition": "p1", "gpus_per_node": 2})  # fmt: skip
+
+    def params(*more):
+        argv = ["--grid", str(grid), "--output", str(out), "--executor", "slurm", "--dry-run"]
+        assert _main([*argv, *more]) == 0
+        (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("job param")]
+        return json.loads(line.split(": ", 1)[1])
+
+    assert params()["slurm_partition"] == "p1" and params()["tasks_per_node"] == 2
+    assert params("--partition", "p2")["slurm_partition"] == "p2"
