@@ -645,14 +645,16 @@ def do_train(cfg: DictConfig, *, resume: bool = False) -> dict[str, float]:
         [
             hooks.IterationTimer(),
             hooks.LRScheduler(scheduler, optimizer),
-            hooks.PeriodicCheckpointer(checkpointer, checkpoint_period),
             hooks.EvalHook(eval_period, evaluate),
             hooks.PeriodicWriter(writers, period=_cfg_get(t, "log_period", 20)) if main else None,
+            # last: a checkpoint of iteration N is written once N's evaluation and metrics
+            # line are, so a run killed at any moment resumes without a gap in metrics.jsonl
+            hooks.PeriodicCheckpointer(checkpointer, checkpoint_period),
             hooks.ProgressBar() if main else None,
         ]
     )
     if start_iter >= max_iter:
-        # e.g. a run killed during its final evaluation: evaluate what was trained
+        # e.g. --resume of a finished run: evaluate what was trained
         logger.info(
             "checkpoint is at iteration %d >= train.max_iter=%d: evaluating only",
             start_iter,
