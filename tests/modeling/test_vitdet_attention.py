@@ -156,6 +156,10 @@ def test_window_size_zero_is_the_pretraining_layout():
         tokens = vit.forward_features(images)  # timm's own global forward, final norm
     expected = tokens[:, vit.num_prefix_tokens :].transpose(1, 2).reshape(2, DIM, 4, 6)
     torch.testing.assert_close(seen["x"], expected, rtol=1e-5, atol=1e-5)
+    # window_size=0 alone turns a windowed config global (the block list is not used).
+    plain = tiny_vit_backbone(window_size=0, window_block_indexes=(0, 1))
+    assert plain.window_block_indexes == () and plain.trunk.model.cls_token is not None
+    assert not any(isinstance(m, WindowedAttention) for m in plain.modules())
 
 
 def test_vitdet_blocks_reuse_timm_blocks():

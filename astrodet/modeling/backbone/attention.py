@@ -165,9 +165,9 @@ class WindowedAttention(nn.Module):
                 rows, cols = rel_pos_size
             else:
                 raise ValueError("a global block with use_rel_pos needs rel_pos_size (H, W)")
-            device = self.qkv.weight.device
-            self.rel_pos_h = nn.Parameter(torch.zeros(2 * rows - 1, self.head_dim, device=device))
-            self.rel_pos_w = nn.Parameter(torch.zeros(2 * cols - 1, self.head_dim, device=device))
+            like = dict(device=self.qkv.weight.device, dtype=self.qkv.weight.dtype)
+            self.rel_pos_h = nn.Parameter(torch.zeros(2 * rows - 1, self.head_dim, **like))
+            self.rel_pos_w = nn.Parameter(torch.zeros(2 * cols - 1, self.head_dim, **like))
 
     def extra_repr(self) -> str:
         return f"window_size={self.window_size}, use_rel_pos={self.use_rel_pos}"

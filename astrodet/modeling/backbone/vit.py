@@ -380,20 +380,22 @@ def _check_windows(
     window_size = int(window_size)
     if window_size < 0:
         raise ValueError(f"window_size must be >= 0 (0: global attention), got {window_size}")
+    if not window_size:
+        if window_block_indexes:
+            logger.info(
+                "window_block_indexes=%s not used: window_size=0 (global attention in every block)",
+                tuple(window_block_indexes),
+            )
+        return 0, ()
     if window_block_indexes is None:
-        indexes = vitdet_window_blocks(depth) if window_size else ()
-    else:
-        indexes = tuple(sorted({int(i) for i in window_block_indexes}))
-        bad = [i for i in indexes if not 0 <= i < depth]
-        if bad:
-            raise ValueError(
-                f"window_block_indexes {bad} out of range for a trunk of depth {depth} "
-                f"(blocks 0..{depth - 1})"
-            )
-        if indexes and not window_size:
-            raise ValueError(
-                f"window_block_indexes={indexes} needs window_size > 0 (0: global attention)"
-            )
+        return window_size, vitdet_window_blocks(depth)
+    indexes = tuple(sorted({int(i) for i in window_block_indexes}))
+    bad = [i for i in indexes if not 0 <= i < depth]
+    if bad:
+        raise ValueError(
+            f"window_block_indexes {bad} out of range for a trunk of depth {depth} "
+            f"(blocks 0..{depth - 1})"
+        )
     return window_size, indexes
 
 
@@ -428,7 +430,8 @@ def build_vit_backbone(
         out_channels: channels of every pyramid level.
         scale_factors: pyramid levels relative to stride 16.
         window_size: attention window in tokens (ViTDet: 14); 0 keeps the pretraining
-            layout (class token, global attention everywhere, final norm).
+            layout (class token, global attention everywhere, final norm; the window blocks
+            are then not used, and ``use_rel_pos`` must be False).
         window_block_indexes: the blocks that attend within windows, the others attend
             globally (Detectron2's meaning; ViTDet-B: all but 2, 5, 8, 11). None: ViTDet's
             pattern, all but the last block of each quarter of the depth.
