@@ -169,7 +169,7 @@ def _first_header(wcs_header, shape) -> object:
     return h
 
 
-def _first_items(real: Path) -> list[dict]:
+def first_items(real: Path) -> list[dict]:
     """The real FIRST images: ``{"name", "ra", "dec", "size", "kind", ...}``."""
     from astropy.io import fits
     from astropy.wcs import WCS
@@ -332,7 +332,7 @@ def build_first_pybdsf(
             f"real FIRST data not found under {real} (mirabest/FITS_subset, rgz_first); "
             "set ASTRODET_REAL_DATA"
         )
-    items = _first_items(real)
+    items = first_items(real)
     split = first_split(items, test_fraction=test_fraction, seed=seed)
     cutouts = np.load(real / "rgz_first" / "first_cutouts_100px_1p8arcsec.npz", allow_pickle=True)[
         "images"

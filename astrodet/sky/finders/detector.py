@@ -91,26 +91,45 @@ def merge_tile_boxes(
     margin: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One set of boxes for the field: inner-edge boxes dropped (see
-    :func:`drop_inner_edge_boxes`), then NMS over what the overlaps found twice.
+    :func:`drop_inner_edge_boxes`), then what the overlaps found twice merged: NMS, and a
+    box of one tile whose centre lies in a higher-scoring box of another tile (or holds
+    that box's centre) is the same source. For boxes of a few pixels, two tiles' boxes of
+    one source can overlap less than any useful IoU threshold; the model's own NMS already
+    settled each tile.
 
     Returns:
         (boxes N x 4, scores N), by decreasing score.
     """
     import torch
+    from scipy.spatial import cKDTree
     from torchvision.ops import nms
 
-    boxes, scores = [], []
-    for t in tiles:
+    boxes, scores, owner = [], [], []
+    for k, t in enumerate(tiles):
         keep = drop_inner_edge_boxes(t, shape=shape, overlap=overlap, margin=margin)
         boxes.append(np.asarray(t.boxes, float).reshape(-1, 4)[keep])
         scores.append(np.asarray(t.scores, float).reshape(-1)[keep])
-    if not boxes:
+        owner.append(np.full(int(keep.sum()), k))
+    if not boxes or not sum(len(x) for x in boxes):
         return np.zeros((0, 4)), np.zeros(0)
-    b, s = np.concatenate(boxes), np.concatenate(scores)
-    if len(b) == 0:
-        return b, s
+    b, s, o = np.concatenate(boxes), np.concatenate(scores), np.concatenate(owner)
     keep = nms(torch.as_tensor(b), torch.as_tensor(s), nms_thresh).numpy()
-    return b[keep], s[keep]
+    b, s, o = b[keep], s[keep], o[keep]
+    centre = (b[:, :2] + b[:, 2:]) / 2.0
+    reach = float(np.hypot(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]).max()) / 2.0 + 1e-6
+    tree = cKDTree(centre)
+    alive = np.ones(len(b), bool)
+    for i in range(len(b)):  # by decreasing score (NMS order)
+        if not alive[i]:
+            continue
+        for j in tree.query_ball_point(centre[i], reach):
+            if j <= i or not alive[j] or o[j] == o[i]:
+                continue
+            inside_i = np.all((centre[j] >= b[i, :2]) & (centre[j] <= b[i, 2:]))
+            inside_j = np.all((centre[i] >= b[j, :2]) & (centre[i] <= b[j, 2:]))
+            if inside_i or inside_j:
+                alive[j] = False
+    return b[alive], s[alive]
 
 
 def _fill_nan(tile: np.ndarray) -> np.ndarray:
