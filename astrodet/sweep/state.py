@@ -21,18 +21,43 @@ SWEEP_FILE = "sweep.json"
 LOCK_FILE = ".sweep.lock"
 STATES = ("queued", "running", "done", "failed")
 # what the engine writes (astrodet.engine.defaults): final metrics, final checkpoint
-_METRICS, _FINAL = "metrics.json", "model_final.pth"
+_METRICS, _FINAL, _LOG = "metrics.json", "model_final.pth", "metrics.jsonl"
+
+
+def _final_eval_logged(run_dir: Path) -> bool:
+    """True when ``metrics.jsonl`` holds an evaluation at the run's last iteration."""
+    last, last_eval = -1, -1
+    try:
+        with open(run_dir / _LOG) as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a kill
+                it = int(record.get("iteration", -1))
+                last = max(last, it)
+                if any(str(k).startswith("bbox/") for k in record):
+                    last_eval = max(last_eval, it)
+    except OSError:
+        return False
+    return last_eval >= last >= 0
 
 
 def run_finished(run_dir: str | os.PathLike) -> bool:
-    """True when a run folder holds its final evaluation: ``metrics.json`` written after
-    ``model_final.pth`` (a periodic evaluation also writes ``metrics.json``, so the file
-    alone does not mean the run ended)."""
+    """True when a run folder holds its final evaluation and its final checkpoint.
+
+    A periodic evaluation also writes ``metrics.json``, so the file alone does not mean the
+    run ended: with ``model_final.pth``, its evaluation must be the last one, i.e. logged at
+    the last iteration in ``metrics.jsonl`` (the engine evaluates, then saves) or written
+    after ``model_final.pth`` (an evaluation of the final checkpoint).
+    """
     run_dir = Path(run_dir)
     try:
-        return (run_dir / _METRICS).stat().st_mtime >= (run_dir / _FINAL).stat().st_mtime
+        metrics = (run_dir / _METRICS).stat().st_mtime
+        final = (run_dir / _FINAL).stat().st_mtime
     except OSError:
         return False
+    return metrics >= final or _final_eval_logged(run_dir)
 
 
 class SweepState:

@@ -173,11 +173,21 @@ def test_quote_round_trips_through_overrides():
 
 
 def test_run_finished(tmp_path):
+    import json
+
     assert not run_finished(tmp_path)
-    (tmp_path / "model_final.pth").write_bytes(b"x")
-    assert not run_finished(tmp_path)  # killed during the final evaluation
     (tmp_path / "metrics.json").write_text("{}")
+    assert not run_finished(tmp_path)  # killed after an evaluation, before the final checkpoint
+    (tmp_path / "model_final.pth").write_bytes(b"x")
     os.utime(tmp_path / "metrics.json", (1e9, 1e9))  # a periodic evaluation, before the end
+    log = tmp_path / "metrics.jsonl"
+    records = [{"iteration": 2, "total_loss": 1.0}, {"iteration": 2, "bbox/AP50": 0.1},
+               {"iteration": 4, "total_loss": 0.9}]  # fmt: skip
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert not run_finished(tmp_path)  # the last evaluation is not the final one
+    log.write_text(log.read_text() + json.dumps({"iteration": 4, "bbox/AP50": 0.2}) + "\n")
+    assert run_finished(tmp_path)  # evaluated at the last iteration, then saved
+    log.unlink()
     assert not run_finished(tmp_path)
-    os.utime(tmp_path / "metrics.json", None)
+    os.utime(tmp_path / "metrics.json", None)  # an evaluation of the final checkpoint
     assert run_finished(tmp_path)

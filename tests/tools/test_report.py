@@ -27,7 +27,9 @@ def _main(argv):
 
 
 def _run(folder: Path, *, dataset, trunk, freeze, fraction, seed, ap50, final=True) -> Path:
-    """A run folder as the engine leaves it: config.yaml, model_final.pth, then metrics.json."""
+    """A run folder as the engine leaves it: config.yaml, the final evaluation (in
+    metrics.json and metrics.jsonl), then model_final.pth; ``final=False``: an evaluation
+    before the last iteration."""
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create({
@@ -39,11 +41,15 @@ def _run(folder: Path, *, dataset, trunk, freeze, fraction, seed, ap50, final=Tr
     })  # fmt: skip
     folder.mkdir(parents=True)
     LazyConfig.save(cfg, folder / "config.yaml")
-    (folder / "model_final.pth").write_bytes(b"weights")
     metrics = {"bbox/AP50": ap50, "bbox/AP": ap50 / 2, "bbox/AP75": ap50 / 3}
     (folder / "metrics.json").write_text(json.dumps(metrics))
-    if not final:  # a periodic evaluation of a run that did not end
-        os.utime(folder / "metrics.json", (1e9, 1e9))
+    (folder / "metrics.jsonl").write_text(
+        json.dumps({"iteration": 10, "total_loss": 1.0}) + "\n"
+        + json.dumps({"iteration": 10, **metrics}) + "\n"
+        + ("" if final else json.dumps({"iteration": 20, "total_loss": 1.0}) + "\n")
+    )  # fmt: skip
+    (folder / "model_final.pth").write_bytes(b"weights")
+    os.utime(folder / "metrics.json", (1e9, 1e9))  # evaluated before the final save
     return folder
 
 
