@@ -99,7 +99,14 @@ def run_sweep(
             while pending or active:
                 while pending and len(active) < limit:
                     p = pending.pop(0)
-                    job = executor.submit(p, output / p.name)
+                    try:
+                        job = executor.submit(p, output / p.name)
+                    except Exception as e:  # e.g. sbatch refused the job: the others go on
+                        why = f"not submitted: {type(e).__name__}: {e}"
+                        state.update(p.name, state="failed", finished=_now(), error=why)
+                        result["failed"][p.name] = why
+                        say(p, "failed (not submitted)")
+                        continue
                     s = job.state()
                     attempts = state.points[p.name].get("attempts", 0) + 1
                     state.update(p.name, state=s, job_id=job.job_id, executor=executor.name,

@@ -67,3 +67,30 @@ def test_no_sbatch_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(RuntimeError, match=r"sbatch and srun.*--executor local"):
         make_executor("slurm", folder=tmp_path / ".submitit", params=job_parameters())
+
+
+def test_refused_submission_is_a_failed_point(tmp_path, monkeypatch):
+    """sbatch refusing a job (a wrong partition) fails that point; the sweep goes on."""
+    from astrodet.sweep import SweepState, run_sweep
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (("sbatch", 'echo "invalid partition specified: nope" >&2; exit 1'),
+                       ("srun", "exit 0")):  # fmt: skip
+        path = bin_dir / name
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    grid = load_grid(REPO / "configs" / "grids" / "rgz_paper.py")
+    points = expand_grid(grid)[:2]
+    out = tmp_path / "sweep"
+    executor = make_executor(
+        "slurm", folder=out / ".submitit", params=job_parameters(partition="nope")
+    )
+    lines = []
+    result = run_sweep(points, output=out, executor=executor, grid_path=grid.path, poll_s=0.01,
+                       echo=lines.append)  # fmt: skip
+    assert set(result["failed"]) == {p.name for p in points} and not result["done"]
+    assert all("invalid partition" in why for why in result["failed"].values())
+    assert sum("failed (not submitted)" in line for line in lines) == 2
+    assert SweepState(out).counts() == {"queued": 0, "running": 0, "done": 0, "failed": 2}
