@@ -54,10 +54,11 @@ def _header(ny: int, nx: int):
 
 
 def write_synthetic_field(
-    path: Path, *, size: int, sources_per_mp: float = 150.0, seed: int = 0, rows: int = 512
+    path: Path, *, size: int, sources_per_mp: float = 25.0, seed: int = 0, rows: int = 512
 ) -> Path:
-    """A FIRST-like field (noise + Gaussian point and slightly resolved sources, S/N 5-300)
-    written block by block, so an 8k or 16k field never sits in memory whole."""
+    """A FIRST-like field (noise + Gaussian point and slightly resolved sources, S/N 5-300;
+    FIRST lists about 90 sources per square degree, 25 per megapixel at 1.8"/px) written
+    block by block, so an 8k or 16k field never sits in memory whole."""
     from astropy.io import fits
 
     rng = np.random.default_rng(seed)
@@ -147,6 +148,7 @@ def bench_sky(
         out["pybdsf_s_per_mp"] = (time.perf_counter() - start) / mp
     out["detector_sources"], out["pybdsf_sources"] = len(det), len(ref)
     out["speedup_vs_pybdsf"] = out["pybdsf_s_per_mp"] / out["detector_s_per_mp"]
+    logger.info("sky: %s", out)
     big = write_synthetic_field(workdir / f"sky_{large}.fits", size=large, seed=seed + 1)
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
@@ -154,7 +156,15 @@ def bench_sky(
         target=_peak_memory_child, args=(str(big), str(weights) if trained else None, queue)
     )
     proc.start()
-    mem = queue.get()
+    mem = None
+    while mem is None:
+        try:
+            mem = queue.get(timeout=5)
+        except Exception:  # queue.Empty: a child that died sends nothing
+            if not proc.is_alive():
+                raise RuntimeError(
+                    f"the memory check on {big} failed (exit {proc.exitcode})"
+                ) from None
     proc.join()
     big.unlink(missing_ok=True)
     out.update(
@@ -169,13 +179,18 @@ def bench_sky(
 
 def run(s: dict[str, Any], device) -> dict[str, Any]:
     """The part with the benchmark's settings ``s`` (CPU; ``device`` unused). The field is
-    1024 px (4096 px for the memory check); a trained detector is used when
-    ``$ASTRODET_SKY_WEIGHTS`` or the default run folder holds one."""
+    ``$ASTRODET_SKY_FIELD`` px (1024), the memory check's ``$ASTRODET_SKY_LARGE`` px (8192);
+    a trained detector is used when ``$ASTRODET_SKY_WEIGHTS`` or the default run folder
+    holds one."""
     import tempfile
 
     weights = Path(os.environ.get("ASTRODET_SKY_WEIGHTS", DEFAULT_WEIGHTS))
+    size = int(os.environ.get("ASTRODET_SKY_FIELD", 1024))
+    large = int(os.environ.get("ASTRODET_SKY_LARGE", 8192))
     with tempfile.TemporaryDirectory(prefix="sky_bench_") as tmp:
-        return bench_sky(workdir=Path(tmp), weights=weights, seed=s.get("seed", 0))
+        return bench_sky(
+            workdir=Path(tmp), size=size, large=large, weights=weights, seed=s.get("seed", 0)
+        )
 
 
 def rows(results: dict[str, Any]) -> list[str]:

@@ -132,6 +132,15 @@ def merge_tile_boxes(
     return b[alive], s[alive]
 
 
+def _peak_snr(tile: np.ndarray) -> float:
+    """The brightest pixel of a tile in units of its noise (sigma-clipped statistics)."""
+    from astropy.stats import sigma_clipped_stats
+
+    values = tile[np.isfinite(tile)]
+    _, median, std = sigma_clipped_stats(values, sigma=3.0, maxiters=5)
+    return float((values.max() - median) / std) if std > 0 else float("inf")
+
+
 def _fill_nan(tile: np.ndarray) -> np.ndarray:
     """NaN/inf -> the median of the finite pixels (the background, as far as it is known)."""
     bad = ~np.isfinite(tile)
@@ -151,13 +160,17 @@ class DetectorFinder:
         tile_size: the side of the training images (model tiles), pixels.
         beam_pixels: beam FWHM in pixels of the training images (None: no resampling).
         stretch: the training stretch (``astrodet.data.stretch``).
-        overlap: tile overlap in model-tile pixels (default a quarter of ``tile_size``).
+        overlap: tile overlap in model-tile pixels (default a sixth of ``tile_size``: 16 px of
+            96, sources up to 29" whole in one FIRST tile).
         batch_size: tiles per forward pass.
         score_thresh: keep detections at least this confident.
         nms_thresh: IoU of the NMS across tile overlaps.
         rescale: resample fields to the training beam in pixels.
         device: torch device.
         progress: a tqdm bar over the tiles.
+        min_peak_snr: tiles whose brightest pixel is below this S/N (sigma-clipped median and
+            standard deviation of the tile) are not shown to the network: no source there
+            reaches a catalogue's peak threshold (PyBDSF's default is 5). None shows every tile.
         measure: measure each source on the field (peak, flux, shape, rms); False keeps
             positions and sizes from the boxes only.
     """
@@ -179,6 +192,7 @@ class DetectorFinder:
         device: str = "cpu",
         progress: bool = True,
         measure: bool = True,
+        min_peak_snr: float | None = 4.0,
     ):
         if tile_size < 16:
             raise ValueError(f"tile_size must be >= 16 pixels, got {tile_size}")
@@ -186,7 +200,7 @@ class DetectorFinder:
         self.tile_size = int(tile_size)
         self.beam_pixels = float(beam_pixels) if beam_pixels else None
         self.stretch = stretch
-        self.overlap = int(overlap) if overlap is not None else self.tile_size // 4
+        self.overlap = int(overlap) if overlap is not None else self.tile_size // 6
         if not 0 <= self.overlap < self.tile_size:
             raise ValueError(f"overlap must be in [0, {self.tile_size}), got {self.overlap}")
         self.batch_size = max(1, int(batch_size))
@@ -196,6 +210,7 @@ class DetectorFinder:
         self.device = device
         self.progress = progress
         self.measure = measure
+        self.min_peak_snr = min_peak_snr
         self.stats: dict = {}
 
     # ------------------------------------------------------------------ building
@@ -285,7 +300,7 @@ class DetectorFinder:
         overlap = min(size - 1, int(round(self.overlap / f)))
         tiles = list(field.tiles(size, overlap))
         results: list[TileBoxes] = []
-        skipped = 0
+        skipped = empty = 0
         batch: list = []
 
         def flush():
@@ -319,6 +334,9 @@ class DetectorFinder:
             if not np.isfinite(raw).any():
                 skipped += 1
                 continue
+            if self.min_peak_snr and _peak_snr(raw) < self.min_peak_snr:
+                empty += 1  # nothing a catalogue would list: the network need not look
+                continue
             batch.append((tile, self._prepare(raw).to(self.device)))
             if len(batch) >= self.batch_size:
                 flush()
@@ -331,6 +349,7 @@ class DetectorFinder:
         self.stats = {
             "tiles": len(tiles),
             "skipped_nan_tiles": skipped,
+            "empty_tiles": empty,
             "scale_factor": f,
             "tile_pixels": size,
             "overlap_pixels": overlap,
