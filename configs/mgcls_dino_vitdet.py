@@ -13,6 +13,8 @@ from .common.train import train
 model.backbone.trunk = "dino"
 model.backbone.weights = "auto"
 model.backbone.freeze = "backbone"
+# ViTDet-B: 14x14 windows in these blocks, global attention in 2, 5, 8 and 11
+model.backbone.window_block_indexes = (0, 1, 3, 4, 6, 7, 9, 10)
 model.num_classes = 1
 model.image_size = 512
 dataloader.train.image_size = 512

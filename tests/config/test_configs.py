@@ -91,6 +91,17 @@ def test_rgz_alias():
     assert alias == LazyConfig.load(CONFIGS / "mgcls_dino_vitdet.py")
 
 
+@pytest.mark.parametrize("name", ["mgcls", "rgz"])
+def test_paper_vitdet_configs_use_vitdet_b_attention(name):
+    """ViTDet-B: 14x14 windows in every block but 2, 5, 8, 11, relative positions, drop path
+    0.1, in every paper ViT experiment (they import the DINO one and change the trunk)."""
+    for trunk in ("dino", "dinov2", "mae", "msn"):
+        backbone = LazyConfig.load(CONFIGS / f"{name}_{trunk}_vitdet.py").model.backbone
+        assert backbone.window_size == 14
+        assert list(backbone.window_block_indexes) == [0, 1, 3, 4, 6, 7, 9, 10]
+        assert backbone.use_rel_pos is True and backbone.drop_path_rate == 0.1
+
+
 def test_build_vitdet_experiment_with_tiny_trunk(tmp_path):
     cfg = LazyConfig.load(CONFIGS / "mgcls_dinov2_vitdet.py")
     LazyConfig.apply_overrides(
@@ -98,6 +109,8 @@ def test_build_vitdet_experiment_with_tiny_trunk(tmp_path):
         [
             "model.backbone.weights=none",
             f"model.backbone.trunk_kwargs={TINY}",
+            # the ViT-B window list names blocks a depth-2 trunk does not have
+            "model.backbone.window_block_indexes=[0]",
             "model.backbone.out_channels=16",
             "model.image_size=64",
             "model.representation_size=32",
