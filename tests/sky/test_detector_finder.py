@@ -184,3 +184,17 @@ def test_measured_catalogue_has_fluxes_and_snr(tmp_path):
     assert np.asarray(table["peak_flux"])[order] == pytest.approx([0.05, 0.02], rel=0.2)
     assert np.all(np.asarray(table["snr"]) > 10)
     assert np.asarray(table["x"])[order] == pytest.approx([30.0, 12.0], abs=1.0)
+
+
+def test_tiles_without_a_bright_pixel_are_not_shown_to_the_network(tmp_path):
+    path = _field(tmp_path, _sky((64, 80), [(10.0, 10.0, 0.05)]))
+    model = ThresholdDetector(0.4)
+    with open_field(path) as field:
+        finder = _finder(model, min_peak_snr=5.0)
+        boxes, _ = finder.detect(field)
+        # only the corner tile holds the source; the other eight are noise
+        assert finder.stats["tiles"] == 9 and finder.stats["empty_tiles"] == 8
+        assert model.calls == 1 and len(boxes) == 1
+        everything = _finder(ThresholdDetector(0.4), min_peak_snr=None)
+        assert len(everything.detect(field)[0]) == 1
+        assert everything.model.calls == 9
