@@ -23,6 +23,11 @@ WARMUP_EXTRA = 10
 BACKBONES = ("vitdet_b", "r50_fpn")
 
 
+# ViTDet-B as configs/common/models/vitdet.py builds it (windowed attention, relative
+# positions, drop path when fine-tuning; 2-conv RPN, LayerNorm 4conv1fc box head)
+VITDET_BACKBONE = dict(window_size=14, use_rel_pos=True, drop_path_rate=0.1)
+VITDET_HEADS = dict(rpn_head_convs=2, box_head="4conv1fc", box_head_norm="LN")
+
 TINY_TRUNK = dict(embed_dim=32, depth=2, num_heads=2, img_size=32)
 TINY_HEADS = dict(
     representation_size=64,
@@ -37,7 +42,8 @@ def build_benchmark_detector(
     *, backbone: str, freeze: str, image_size: int, tiny: bool = False
 ) -> torch.nn.Module:
     """A one-class Faster R-CNN on a random-init ``vitdet_b`` (ViT-B/16 + simple feature
-    pyramid) or ``r50_fpn`` backbone; ``tiny`` shrinks trunk and heads (tests)."""
+    pyramid, ViTDet's attention and heads) or ``r50_fpn`` backbone; ``tiny`` shrinks trunk
+    and heads (tests)."""
     from astrodet.modeling import build_detector, build_resnet_fpn_backbone, build_vit_backbone
 
     out_channels = 32 if tiny else 256
@@ -49,16 +55,18 @@ def build_benchmark_detector(
             image_size=image_size,
             out_channels=out_channels,
             trunk_kwargs=dict(TINY_TRUNK) if tiny else None,
+            **VITDET_BACKBONE,
         )
+        heads = dict(VITDET_HEADS)
     elif backbone == "r50_fpn":
         bb = build_resnet_fpn_backbone(
             trunk="resnet50", weights="none", freeze=freeze, out_channels=out_channels
         )
+        heads = {}
     else:
         raise ValueError(f"unknown backbone {backbone!r}; valid: {', '.join(BACKBONES)}")
-    return build_detector(
-        backbone=bb, num_classes=1, image_size=image_size, **(TINY_HEADS if tiny else {})
-    )
+    heads.update(TINY_HEADS if tiny else {})
+    return build_detector(backbone=bb, num_classes=1, image_size=image_size, **heads)
 
 
 def detection_batch(*, n: int, size: int, seed: int = 0):
