@@ -23,6 +23,9 @@ def test_pybdsf_test_image_finds_its_reference_sources(real_data, tmp_path):
     # default thresholds find most of its sources, nothing else
     assert 0.6 * len(reference) <= len(table) <= 1.1 * len(reference)
     assert np.all(np.asarray(table["score"]) == 1.0)
+    # pixel positions in the field's grid, from the source list's sky positions
+    assert np.isfinite(np.asarray(table["x"], float)).all()
+    assert np.all((np.asarray(table["x"]) > -1) & (np.asarray(table["x"]) < 129))
     dra = (np.asarray(table["ra"])[:, None] - np.asarray(reference["ra"])[None]) * np.cos(
         np.deg2rad(64.13)
     )

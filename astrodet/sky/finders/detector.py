@@ -461,6 +461,8 @@ def save_field_picture(field, table, path: str | os.PathLike, *, max_pixels: int
     scale = (field.pixel_scale or 1.0) * step
     for row in table:
         x, y = float(row["x"]) / step, float(row["y"]) / step
+        if not np.isfinite(x * y):
+            continue
         maj, mn, pa = (float(row[c]) for c in ("maj", "min", "pa"))
         if not np.isfinite(maj * mn):
             maj = mn = field.beam.fwhm

@@ -21,6 +21,8 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from .base import register_finder
 
 logger = logging.getLogger(__name__)
@@ -207,6 +209,9 @@ class PyBDSFFinder:
             info = run_pybdsf(field.path, out_file=out, beam=field.beam, **self.options)
             table = read_catalogue(out)
         self.last_seconds = info["seconds"]
+        if field.wcs is not None and len(table) and not np.isfinite(table["x"]).all():
+            # a source list holds sky positions: pixel positions in the field's own grid
+            table["x"], table["y"] = field.world_to_pixel(table["ra"], table["dec"])
         table.meta["FINDER"] = self.name
         table.meta["SECONDS"] = round(info["seconds"], 3)
         if "score" in table.colnames:
