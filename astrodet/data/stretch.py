@@ -220,7 +220,9 @@ def snr_stretch(image, *, a=3.0, low=-3.0, high=1000.0, sigma=3.0) -> np.ndarray
         return np.zeros(image.shape, np.float32)
     _, median, std = sigma_clipped_stats(values, sigma=sigma, maxiters=5)
     if not np.isfinite(std) or std <= 0:
-        std = float(np.std(values)) or 1.0
+        std = float(np.std(values))
+        if std <= 0:  # a constant image has no noise to measure: zeros, as every stretch
+            return np.zeros(image.shape, np.float32)
     s = (image - np.float32(median)) / np.float32(std)
     lo, hi = np.arcsinh(low / a), np.arcsinh(high / a)
     return _rescale(np.arcsinh(np.clip(s, low, high) / a), float(lo), float(hi))
