@@ -116,6 +116,7 @@ def test_raw_unit_range_input_from_the_command_line(tmp_path):
         [
             "model.backbone.weights=none",
             "model.backbone.trunk_kwargs={embed_dim:32,depth:2,num_heads:2}",
+            "model.backbone.window_block_indexes=[0]",
             "model.backbone.out_channels=16",
             "model.image_size=64",
             "model.representation_size=32",
