@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from astrodet.utils import atomic_write_text
+from astrodet.utils import atomic_save_figure, atomic_write_text
 
 from .results import load_results
 
@@ -126,13 +126,7 @@ def plot_f1_vs_fraction(series: list[dict], path: str | os.PathLike) -> Path:
         ax.legend(fontsize=8)
     axes[0][0].set_ylabel("macro F1 (test)")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=150)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return atomic_save_figure(fig, path, dpi=150)
 
 
 def make_report(

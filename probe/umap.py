@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from astrodet.utils import atomic_write_json
+from astrodet.utils import atomic_save_figure, atomic_write_json
 
 from .datasets import check_dataset, is_unbalanced, load_split
 from .features import add_feature_args, dataset_arg, extract_splits, feature_options, setup_logging
@@ -93,13 +93,7 @@ def plot_embeddings(
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.06, 1, 0.97 if title else 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=130)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return atomic_save_figure(fig, path, dpi=130)
 
 
 def umap_grid(

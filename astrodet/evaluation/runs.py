@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from astrodet.utils import atomic_write_text
+from astrodet.utils import atomic_save_figure, atomic_write_text
 
 __all__ = [
     "COLUMNS",
@@ -250,10 +250,4 @@ def plot_figure4(
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=150)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return atomic_save_figure(fig, path, dpi=150)

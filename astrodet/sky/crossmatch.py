@@ -234,7 +234,7 @@ def _plot(metrics: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from astrodet.utils import atomic_write_bytes
+    from astrodet.utils import atomic_save_figure
 
     bins = metrics["snr_bins"]
     labels = [b["label"] for b in bins]
@@ -251,10 +251,7 @@ def _plot(metrics: dict, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_figure(fig, path)
 
 
 def compare_catalogues(

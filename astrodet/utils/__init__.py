@@ -2,6 +2,7 @@
 
 from .env import datasets_root, real_data_root, weights_root
 from .fileio import (
+    atomic_save_figure,
     atomic_save_torch,
     atomic_write_bytes,
     atomic_write_json,
@@ -11,6 +12,7 @@ from .fileio import (
 from .seed import seed_everything
 
 __all__ = [
+    "atomic_save_figure",
     "atomic_save_torch",
     "atomic_write_bytes",
     "atomic_write_json",

@@ -39,6 +39,26 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def atomic_save_figure(fig: Any, path: str | os.PathLike, **savefig_kwargs: Any) -> Path:
+    """Render a matplotlib figure to PNG in memory, write it atomically and close the figure.
+
+    Args:
+        fig: the ``matplotlib.figure.Figure``.
+        path: destination file; its folder is created.
+        savefig_kwargs: passed to ``fig.savefig`` (``dpi``, ``bbox_inches``, ...).
+    """
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", **savefig_kwargs)
+    finally:
+        plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
     """Atomically write ``obj`` as strict JSON: NaN and infinities become ``null``, so
     every JSON reader accepts the file (an undefined AP is NaN in Python)."""

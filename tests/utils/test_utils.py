@@ -6,6 +6,7 @@ import torch
 
 from astrodet.structures import BoxMode
 from astrodet.utils import (
+    atomic_save_figure,
     atomic_save_torch,
     atomic_write_json,
     prepare_output_dir,
@@ -18,6 +19,25 @@ def test_atomic_write_json_is_strict_and_leaves_no_temporary(tmp_path):
     path = atomic_write_json(tmp_path / "m.json", {"ap": float("nan"), "x": np.float32(0.5)})
     assert json.loads(path.read_text()) == {"ap": None, "x": 0.5}
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_atomic_save_figure_writes_png_and_closes(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = atomic_save_figure(fig, tmp_path / "pics" / "a.png", dpi=50)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not plt.fignum_exists(fig.number)
+    # a figure that cannot be rendered leaves no file behind, and is closed all the same
+    fig, _ = plt.subplots()
+    with pytest.raises(ValueError):
+        atomic_save_figure(fig, tmp_path / "b.png", dpi=-1)
+    assert not (tmp_path / "b.png").exists() and not plt.fignum_exists(fig.number)
+    assert [p.name for p in tmp_path.iterdir()] == ["pics"]
 
 
 def test_atomic_save_torch_round_trip(tmp_path):

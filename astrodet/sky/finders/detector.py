@@ -445,7 +445,7 @@ def save_field_picture(field, table, path: str | os.PathLike, *, max_pixels: int
     from astropy.visualization import AsinhStretch, ImageNormalize, ZScaleInterval
     from matplotlib.patches import Ellipse
 
-    from astrodet.utils import atomic_write_bytes
+    from astrodet.utils import atomic_save_figure
 
     ny, nx = field.shape
     step = max(1, math.ceil(max(ny, nx) / max_pixels))
@@ -481,9 +481,4 @@ def save_field_picture(field, table, path: str | os.PathLike, *, max_pixels: int
     ax.set_title(f"{Path(field.path).name}: {len(table)} sources", fontsize=9)
     ax.set_xlabel("x (pixel)")
     ax.set_ylabel("y (pixel)")
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic_save_figure(fig, path, bbox_inches="tight")
