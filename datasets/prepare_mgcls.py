@@ -18,6 +18,7 @@ import logging
 import sys
 
 from astrodet.data.mgcls import DEFAULT_COLUMNS, prepare_mgcls
+from astrodet.sky.field import add_beam_argument
 
 
 def _columns(items):
@@ -42,11 +43,8 @@ def main(argv=None) -> int:
         help="PyBDSF catalogue(s), one per image: FITS table, CSV or .srl/.gaul text; or the "
         "word pybdsf to run PyBDSF on each image (cached under $ASTRODET_CACHE/pybdsf)",
     )
-    p.add_argument(
-        "--beam",
-        nargs=3,
-        type=float,
-        metavar=("MAJ", "MIN", "PA"),
+    add_beam_argument(
+        p,
         help="with --catalog pybdsf: restoring beam (arcsec, arcsec, deg) for headers without BMAJ",
     )
     p.add_argument("--out", required=True, help="output folder")

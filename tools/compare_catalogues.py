@@ -19,7 +19,7 @@ import logging
 import sys
 
 from astrodet.sky.crossmatch import compare_catalogues
-from astrodet.sky.field import Beam
+from astrodet.sky.field import Beam, add_beam_argument
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,14 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="match radius (default: half the beam FWHM)",
     )
-    p.add_argument(
-        "--beam",
-        type=float,
-        nargs=3,
-        metavar=("MAJ", "MIN", "PA"),
-        default=None,
-        help="beam FWHM (arcsec, arcsec, deg) for the default radius",
-    )
+    add_beam_argument(p, help="beam FWHM (arcsec, arcsec, deg) for the default radius")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     return p
 

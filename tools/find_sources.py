@@ -24,6 +24,8 @@ logger = logging.getLogger("find_sources")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from astrodet.sky.field import add_beam_argument
+
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -38,13 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["detector", "pybdsf", "classical"],
         help="finder (default: detector when --config-file is given)",
     )
-    p.add_argument(
-        "--beam",
-        nargs=3,
-        type=float,
-        metavar=("MAJ", "MIN", "PA"),
-        help="restoring beam FWHM (arcsec, arcsec, deg) for headers without BMAJ/BMIN/BPA",
-    )
+    add_beam_argument(p)
     p.add_argument("--score-thresh", type=float, default=0.5, help="detector: min score (0.5)")
     p.add_argument("--batch-size", type=int, default=8, help="detector: tiles per pass (8)")
     p.add_argument(

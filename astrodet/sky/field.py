@@ -25,7 +25,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Beam", "Field", "FieldError", "Tile", "open_field"]
+__all__ = ["Beam", "Field", "FieldError", "Tile", "add_beam_argument", "open_field"]
 
 _FWHM_TO_SIGMA2 = 1.0 / (8.0 * math.log(2.0))  # sigma^2 = FWHM^2 / (8 ln 2)
 # AIPS writes the restoring beam into HISTORY instead of BMAJ/BMIN/BPA (FIRST, many VLA images).
@@ -68,6 +68,23 @@ class Beam:
     def fwhm(self) -> float:
         """Geometric mean FWHM (arcsec)."""
         return math.sqrt(self.maj * self.min)
+
+
+def add_beam_argument(
+    parser,
+    *,
+    help: str = "restoring beam FWHM (arcsec, arcsec, deg) for headers without BMAJ/BMIN/BPA",
+) -> None:
+    """Add the ``--beam MAJ MIN PA`` option every command reading fields takes; read it back
+    with :meth:`Beam.from_args`.
+
+    Args:
+        parser: an ``argparse.ArgumentParser`` (or argument group).
+        help: the option's help text.
+    """
+    parser.add_argument(
+        "--beam", nargs=3, type=float, metavar=("MAJ", "MIN", "PA"), default=None, help=help
+    )
 
 
 @dataclass
