@@ -203,6 +203,8 @@ class Checkpointer:
         model: the model (a DDP wrapper is unwrapped).
         save_dir: the folder for ``model_XXXXXXX.pth``, ``model_final.pth``, ``last_checkpoint``.
         max_to_keep: keep at most this many periodic checkpoints (None: all).
+        meta: facts about the training a user of the weights needs (e.g. the beam size in
+            pixels of the training images), saved as the ``meta`` entry of every file.
         **checkpointables: objects with ``state_dict``/``load_state_dict`` saved under their
             keyword (``optimizer``, ``scheduler``, ``trainer``...).
     """
@@ -213,11 +215,13 @@ class Checkpointer:
         save_dir: str | os.PathLike | None = None,
         *,
         max_to_keep: int | None = None,
+        meta: dict[str, Any] | None = None,
         **checkpointables: Any,
     ):
         self.model = unwrap_model(model)
         self.save_dir = Path(save_dir) if save_dir is not None else None
         self.max_to_keep = max_to_keep
+        self.meta = dict(meta) if meta else None
         self.checkpointables = checkpointables
         self._saved: list[Path] = []
 
@@ -238,6 +242,7 @@ class Checkpointer:
             "iteration": int(iteration),
             "rng": rng,
             **{k: obj.state_dict() for k, obj in self.checkpointables.items()},
+            **({"meta": self.meta} if self.meta else {}),
             **extra,
         }
         path = self.save_dir / f"{name}.pth"

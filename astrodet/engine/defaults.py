@@ -140,6 +140,23 @@ def setup_logging(output_dir: str | os.PathLike | None = None) -> None:
     root.setLevel(level)
 
 
+# What the weights were trained on that a user of them needs: a source finder resamples a
+# field so its beam spans as many pixels as the training images' and cuts it into tiles of
+# their size (``astrodet.sky.finders.detector``).
+TRAINING_META_KEYS = ("beam_pixels", "tile_size")
+
+
+def training_meta(cfg: Any) -> dict[str, Any]:
+    """The ``dataloader`` facts in :data:`TRAINING_META_KEYS` a config sets, for checkpoints.
+
+    Args:
+        cfg: the run's config.
+    """
+    dataloader = _cfg_get(cfg, "dataloader") or {}
+    meta = {k: _cfg_get(dataloader, k) for k in TRAINING_META_KEYS}
+    return {k: v for k, v in meta.items() if v is not None}
+
+
 def _cfg_get(node: Any, key: str, default: Any = None) -> Any:
     if node is None:
         return default
@@ -619,6 +636,7 @@ def do_train(cfg: DictConfig, *, resume: bool = False) -> dict[str, float]:
         model,
         output_dir,
         max_to_keep=_cfg_get(t, "checkpoint_max_keep"),
+        meta=training_meta(cfg),
         optimizer=optimizer,
         scheduler=scheduler,
         trainer=trainer,

@@ -162,3 +162,19 @@ def test_field_without_wcs_gives_a_pixel_catalogue(tmp_path, tiny):
     table = read_catalogue(tmp_path / "o" / "nowcs.fits")
     ra, x = np.asarray(table["ra"], float), np.asarray(table["x"], float)
     assert len(table) > 0 and np.all(np.isnan(ra)) and np.all(np.isfinite(x))
+
+
+def test_training_beam_and_tile_come_from_the_checkpoint(tmp_path, caplog):
+    """Weights trained at another beam in pixels than the config given now says: the
+    checkpoint's record wins, with a warning naming both."""
+    path = _weights(tmp_path / "model_final.pth")
+    data = torch.load(path, weights_only=True)
+    data["meta"] = {"beam_pixels": 6.0, "tile_size": 48}
+    torch.save(data, path)
+    with caplog.at_level("WARNING"):
+        finder = DetectorFinder.from_config(CONFIG, path, overrides=TINY)
+    assert finder.beam_pixels == 6.0 and finder.tile_size == 48
+    assert "trained with dataloader.beam_pixels=6.0" in caplog.text
+    # without a record, the config's values
+    finder = DetectorFinder.from_config(CONFIG, _weights(tmp_path / "plain.pth"), overrides=TINY)
+    assert finder.beam_pixels == 3.0 and finder.tile_size == 32

@@ -224,7 +224,8 @@ class DetectorFinder:
         **kwargs,
     ) -> DetectorFinder:
         """Build the model of a LazyConfig, load ``weights`` strictly, read the tile size and
-        training beam from ``dataloader.tile_size`` / ``dataloader.beam_pixels`` and the
+        training beam from the checkpoint's ``meta`` (what the weights were trained at) or
+        else the config's ``dataloader.tile_size`` / ``dataloader.beam_pixels``, and the
         stretch from ``dataloader.test.stretch``.
 
         Raises:
@@ -242,21 +243,28 @@ class DetectorFinder:
                 raise FileNotFoundError(f"{p} not found")
         cfg = LazyConfig.apply_overrides(LazyConfig.load(str(config_file)), list(overrides))
         dl = cfg.dataloader
-        tile = dl.get("tile_size") or dl.train.get("image_size")
-        beam = dl.get("beam_pixels")
-        if beam is None:
-            logger.warning(
-                "%s has no dataloader.beam_pixels: fields are not resampled", config_file
-            )
         torch.set_num_threads(int(cfg.train.get("num_threads") or torch.get_num_threads()))
         model = instantiate(cfg.model)
         try:
-            Checkpointer(model).load(weights, checkpointables=False)
+            rest = Checkpointer(model).load(weights, checkpointables=False)
         except RuntimeError as e:
             raise ValueError(
                 f"checkpoint {weights} does not fit the model of {config_file} (trained with "
                 f"another config?): {str(e).split(': ', 2)[-1][:200]}"
             ) from None
+        meta = rest.get("meta") or {}
+        for key in ("beam_pixels", "tile_size"):
+            if key in meta and dl.get(key) is not None and float(dl.get(key)) != float(meta[key]):
+                logger.warning(
+                    "%s was trained with dataloader.%s=%s, %s says %s: using the checkpoint's",
+                    weights, key, meta[key], config_file, dl.get(key),
+                )  # fmt: skip
+        tile = meta.get("tile_size") or dl.get("tile_size") or dl.train.get("image_size")
+        beam = meta.get("beam_pixels", dl.get("beam_pixels"))
+        if beam is None:
+            logger.warning(
+                "%s has no dataloader.beam_pixels: fields are not resampled", config_file
+            )
         kwargs.setdefault("stretch", dl.test.get("stretch", "snr"))
         return cls(model=model, tile_size=int(tile), beam_pixels=beam, **kwargs)
 
