@@ -13,48 +13,22 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+from tiny_project import make_tiny_project
 
 REPO = Path(__file__).resolve().parents[2]
 SWEEP = REPO / "tools" / "sweep.py"
 
-TINY_CONFIG = '''
-"""A tiny from-scratch ViTDet on 64 px simulated fields."""
-from pathlib import Path
-
-from .common.data._coco import coco_dataloader
-from .common.models.vitdet import model
-from .common.optim import AdamW as optimizer
-from .common.schedule import lr_multiplier
-from .common.train import train
-
-dataloader = coco_dataloader(folder=Path({data!r}), name="tinysky", image_size=64, stretch="zscale")
-dataloader["train"].total_batch_size = 2
-dataloader["train"].num_workers = 0
-dataloader["test"].num_workers = 0
-
-model.image_size = 64
-model.backbone.weights = "none"
-model.backbone.out_channels = 16
-model.backbone.trunk_kwargs = dict(embed_dim=32, depth=1, num_heads=2)
-model.anchor_sizes = ((4,), (8,), (16,), (32,), (64,))
-model.aspect_ratios = (1.0,)
+TINY_SETTINGS = """
 model.rpn_pre_nms_top_n_train = 100
 model.rpn_post_nms_top_n_train = 50
-model.rpn_pre_nms_top_n_test = 100
-model.rpn_post_nms_top_n_test = 50
 model.box_batch_size_per_image = 32
-model.representation_size = 32
 
 train.max_iter = 2
 train.eval_period = 0
 train.checkpoint_period = 1
-train.log_period = 1
-train.device = "cpu"
 train.num_threads = 1
-train.output_dir = "unused"
-'''
+"""
 
 GRID_2X2 = """
 config = "configs/tiny.py"
@@ -62,29 +36,11 @@ axes = {"model.backbone.freeze": ["backbone", "none"], "train.seed": [0, 1]}
 """
 
 
-def _write_split(folder: Path, n: int, seed: int) -> None:
-    from astrodet.data.coco import save_coco_json
-    from astrodet.data.synthetic import SKY_CLASSES, generate_sky
-
-    images, dicts = generate_sky(n, seed=seed, size=64, mean_compact=4.0, mean_extended=0.0)
-    (folder / "images").mkdir(parents=True)
-    out = []
-    for img, d in zip(images, dicts):
-        name = f"{d['image_id']:04d}.npy"
-        np.save(folder / "images" / name, img)
-        out.append({k: v for k, v in d.items() if k != "info"} | {"file_name": name})
-    save_coco_json(folder / "annotations.json", out, SKY_CLASSES)
-
-
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     """A folder with tiny data, ``configs/tiny.py`` (beside a link to configs/common)."""
     root = tmp_path_factory.mktemp("sweep")
-    _write_split(root / "data" / "train", 4, seed=1)
-    _write_split(root / "data" / "test", 2, seed=2)
-    (root / "configs").mkdir()
-    (root / "configs" / "common").symlink_to(REPO / "configs" / "common")
-    (root / "configs" / "tiny.py").write_text(TINY_CONFIG.format(data=str(root / "data")))
+    make_tiny_project(root, n_train=4, n_test=2, settings=TINY_SETTINGS)
     return root
 
 

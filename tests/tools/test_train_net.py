@@ -16,39 +16,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_project import make_tiny_project
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_NET = REPO / "tools" / "train_net.py"
 
-TINY_CONFIG = '''
-"""A tiny from-scratch ViTDet on 64 px simulated fields, built from the common pieces."""
-from pathlib import Path
-
-from .common.data._coco import coco_dataloader
-from .common.models.vitdet import model
-from .common.optim import AdamW as optimizer
-from .common.schedule import lr_multiplier
-from .common.train import train
-
-dataloader = coco_dataloader(folder=Path({data!r}), name="tinysky", image_size=64, stretch="zscale")
-dataloader["train"].total_batch_size = 2
-dataloader["train"].num_workers = 0
-dataloader["test"].num_workers = 0
-
-model.image_size = 64
-model.backbone.weights = "none"
+TINY_SETTINGS = """
 model.backbone.freeze = "none"
-model.backbone.out_channels = 16
-model.backbone.trunk_kwargs = dict(embed_dim=32, depth=1, num_heads=2)
-model.anchor_sizes = ((4,), (8,), (16,), (32,), (64,))
-model.aspect_ratios = (1.0,)
 model.rpn_pre_nms_top_n_train = 200
 model.rpn_post_nms_top_n_train = 100
-model.rpn_pre_nms_top_n_test = 100
-model.rpn_post_nms_top_n_test = 50
 model.rpn_batch_size_per_image = 64
 model.box_batch_size_per_image = 64
-model.representation_size = 32
 
 optimizer.lr = 1e-3
 lr_multiplier.warmup_length = 0.0
@@ -56,37 +34,14 @@ lr_multiplier.warmup_length = 0.0
 train.max_iter = 6
 train.eval_period = 4
 train.checkpoint_period = 3
-train.log_period = 1
-train.device = "cpu"
-train.output_dir = "unused"
-'''
-
-
-def _write_split(folder: Path, n: int, seed: int) -> None:
-    from astrodet.data.coco import save_coco_json
-    from astrodet.data.synthetic import SKY_CLASSES, generate_sky
-
-    images, dicts = generate_sky(n, seed=seed, size=64, mean_compact=4.0, mean_extended=0.0)
-    (folder / "images").mkdir(parents=True)
-    out = []
-    for img, d in zip(images, dicts):
-        name = f"{d['image_id']:04d}.npy"
-        np.save(folder / "images" / name, img)
-        out.append({k: v for k, v in d.items() if k != "info"} | {"file_name": name})
-    save_coco_json(folder / "annotations.json", out, SKY_CLASSES)
+"""
 
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory) -> Path:
     """A tiny config file next to a link to the real configs/common."""
     root = tmp_path_factory.mktemp("train_net")
-    _write_split(root / "data" / "train", 8, seed=1)
-    _write_split(root / "data" / "test", 4, seed=2)
-    (root / "configs").mkdir()
-    (root / "configs" / "common").symlink_to(REPO / "configs" / "common")
-    path = root / "configs" / "tiny.py"
-    path.write_text(TINY_CONFIG.format(data=str(root / "data")))
-    return path
+    return make_tiny_project(root, n_train=8, n_test=4, settings=TINY_SETTINGS)
 
 
 def _env() -> dict:
