@@ -8,7 +8,9 @@
 Writes DIR/<image stem>.fits, .csv, .reg (DS9 ellipses) and .png (the field with the
 catalogue drawn). A trained detector runs over the field in overlapping tiles of its
 training size, resampled so the beam spans as many pixels as in training (``--no-rescale``
-turns that off). Under ``torchrun --nproc_per_node N`` process r takes images r, r+N, ...
+turns that off); ``--deblend`` measures a box holding separate maxima as one source per
+maximum (``astrodet.sky.measure.deblend``). Under ``torchrun --nproc_per_node N`` process r
+takes images r, r+N, ...
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="detector: do not resample fields to the training beam in pixels",
     )
+    p.add_argument(
+        "--deblend",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="detector: one source per separate maximum in a box (S/N >= 5, a beam apart, "
+        "a Rayleigh dip between them); off by default, one source per box",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing catalogues")
     p.add_argument("--no-picture", action="store_true", help="skip the PNG")
     p.add_argument("opts", nargs="*", metavar="KEY=VALUE", help="config overrides")
@@ -72,6 +81,7 @@ def build(args, parser):
             score_thresh=args.score_thresh,
             batch_size=args.batch_size,
             rescale=not args.no_rescale,
+            deblend=args.deblend,
             progress=sys.stderr.isatty(),
         )
     if args.opts or args.config_file or args.weights:

@@ -10,7 +10,8 @@ As a script, the held-out check on real FIRST fields:
         --output output/first_pybdsf_heldout
 
 runs the detector and the classical finder over the held-out fields of the FIRST PyBDSF
-set and scores both against PyBDSF's catalogues (completeness and reliability per PyBDSF
+set (``--split train``: the training fields, for development; ``--no-deblend``: one source
+per detected box) and scores both against PyBDSF's catalogues (completeness and reliability per PyBDSF
 S/N bin, ``astrodet.sky.crossmatch``), writing ``DIR/summary.json``, ``DIR/table.md`` and
 one comparison folder per finder.
 """
@@ -250,8 +251,11 @@ def score_first_heldout(
     config_file: Path = CONFIG,
     overwrite: bool = False,
     score_thresh: float = 0.5,
+    split: str = "test",
+    deblend: bool = False,
 ) -> dict:
-    """Detector and classical finder against PyBDSF on the held-out FIRST fields.
+    """Detector and classical finder against PyBDSF on the held-out FIRST fields
+    (``split="train"``: the training fields).
 
     Returns:
         ``{"fields", "megapixels", finder: {"seconds", "metrics", "snr_ge_10"}}``.
@@ -265,10 +269,12 @@ def score_first_heldout(
 
     output = prepare_output_dir(output, overwrite=overwrite)
     root = build_first_pybdsf()
-    fields = sorted((root / "fields" / "test").glob("*.fits"))
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be train or test, got {split!r}")
+    fields = sorted((root / "fields" / split).glob("*.fits"))
     finders = {
         "detector": DetectorFinder.from_config(
-            config_file, weights, score_thresh=score_thresh, progress=False
+            config_file, weights, score_thresh=score_thresh, progress=False, deblend=deblend
         ),
         "classical": build_finder("classical"),
     }
@@ -285,7 +291,12 @@ def score_first_heldout(
                 found[name].append(finder.find(field))
                 seconds[name] += time.perf_counter() - start
     ref_path = _stack(reference, output / "pybdsf.fits")
-    summary: dict[str, Any] = {"fields": len(fields), "megapixels": mp}
+    summary: dict[str, Any] = {
+        "split": split,
+        "deblend": deblend,
+        "fields": len(fields),
+        "megapixels": mp,
+    }
     for name in finders:
         cat_path = _stack(found[name], output / f"{name}.fits")
         metrics = compare_catalogues(
@@ -375,6 +386,18 @@ def main(argv=None) -> int:
     p.add_argument("--config-file", default=str(CONFIG))
     p.add_argument("--output", default="output/first_pybdsf_heldout")
     p.add_argument("--score-thresh", type=float, default=0.5)
+    p.add_argument(
+        "--split",
+        choices=["train", "test"],
+        default="test",
+        help="the FIRST fields scored: test (held out, the default) or train (development)",
+    )
+    p.add_argument(
+        "--deblend",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="detector: one source per separate maximum in a box (DetectorFinder(deblend))",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--reference-dir", help="find_sources folder of the reference (e.g. PyBDSF)")
     p.add_argument("--catalog-dir", help="find_sources folder to score against it")
@@ -401,6 +424,8 @@ def main(argv=None) -> int:
             config_file=Path(args.config_file),
             overwrite=args.overwrite,
             score_thresh=args.score_thresh,
+            split=args.split,
+            deblend=args.deblend,
         )
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         p.exit(2, f"{p.prog}: error: {e}\n")

@@ -173,6 +173,11 @@ class DetectorFinder:
             reaches a catalogue's peak threshold (PyBDSF's default is 5). None shows every tile.
         measure: measure each source on the field (peak, flux, shape, rms); False keeps
             positions and sizes from the boxes only.
+        deblend: a box holding several separate maxima (at least ``thresh_pix`` S/N, one
+            beam apart, a dip between them; :func:`astrodet.sky.measure.deblend`) gives one
+            source per maximum.
+        thresh_pix: the S/N of a maximum that deblending splits off (PyBDSF's
+            ``thresh_pix``).
     """
 
     name = "detector"
@@ -193,6 +198,8 @@ class DetectorFinder:
         progress: bool = True,
         measure: bool = True,
         min_peak_snr: float | None = 4.0,
+        deblend: bool = False,
+        thresh_pix: float = 5.0,
     ):
         if tile_size < 16:
             raise ValueError(f"tile_size must be >= 16 pixels, got {tile_size}")
@@ -211,6 +218,8 @@ class DetectorFinder:
         self.progress = progress
         self.measure = measure
         self.min_peak_snr = min_peak_snr
+        self.deblend = bool(deblend)
+        self.thresh_pix = float(thresh_pix)
         self.stats: dict = {}
 
     # ------------------------------------------------------------------ building
@@ -388,13 +397,27 @@ class DetectorFinder:
                 boxes, wcs=field.wcs, pixel_scale=field.pixel_scale, scores=scores, meta=meta
             )
             return table if len(boxes) else new_catalogue(meta=meta)
-        return measure_field(field, boxes, scores, meta=meta)
+        meta["DEBLEND"] = self.deblend
+        table = measure_field(
+            field, boxes, scores, meta=meta, deblend=self.deblend, thresh_pix=self.thresh_pix
+        )
+        self.stats["sources"] = len(table)
+        return table
 
 
-def measure_field(field, boxes: np.ndarray, scores: np.ndarray, *, meta: dict):
+def measure_field(
+    field,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    *,
+    meta: dict,
+    deblend: bool = False,
+    thresh_pix: float = 5.0,
+):
     """Measure boxes on a field chunk by chunk (a background map per chunk and its margin,
     then the sources whose centre is in the chunk), so memory stays bounded on large
-    fields. Rows follow the order of ``boxes``."""
+    fields. Rows follow the order of ``boxes``; with ``deblend`` a box may give several
+    rows (``astrodet.sky.measure.measure_sources``), one after the other."""
     from astropy.table import vstack
 
     from astrodet.sky.catalogue import new_catalogue
@@ -414,22 +437,25 @@ def measure_field(field, boxes: np.ndarray, scores: np.ndarray, *, meta: dict):
         rx1 = min(nx, max((cx + 1) * MEASURE_CHUNK, math.ceil(b[:, 2].max())) + MEASURE_MARGIN)
         image = field.read(ry0, ry1, rx0, rx1)
         bkg, rms = background_map(image, beam_pixels=field.beam_pixels())
-        parts.append(
-            measure_sources(
-                image,
-                b - np.array([rx0, ry0, rx0, ry0], float),
-                rms=rms,
-                bkg=bkg,
-                beam=field.beam,
-                pixel_scale=field.pixel_scale,
-                scores=scores[inside],
-                offset=(rx0, ry0),
-                wcs=field.wcs,
-            )
+        table, index = measure_sources(
+            image,
+            b - np.array([rx0, ry0, rx0, ry0], float),
+            rms=rms,
+            bkg=bkg,
+            beam=field.beam,
+            pixel_scale=field.pixel_scale,
+            scores=scores[inside],
+            offset=(rx0, ry0),
+            wcs=field.wcs,
+            deblend=deblend,
+            thresh_pix=thresh_pix,
+            return_box_index=True,
         )
-        order.append(inside)
+        parts.append(table)
+        order.append(inside[index])
     table = vstack(parts) if len(parts) > 1 else parts[0]
-    table = table[np.argsort(np.concatenate(order))]  # back to the order of the boxes
+    # back to the order of the boxes (stable: a deblended box's rows keep their order)
+    table = table[np.argsort(np.concatenate(order), kind="stable")]
     columns = {c: np.asarray(table[c]) for c in table.colnames if c != "source_id"}
     return new_catalogue(meta={**dict(table.meta), **meta}, **columns)
 
