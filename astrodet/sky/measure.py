@@ -43,6 +43,7 @@ __all__ = [
     "background_map",
     "background_tile",
     "deblend",
+    "estimate_background",
     "measure_sources",
     "truncation_factor",
 ]
@@ -69,14 +70,30 @@ def truncation_factor(peak_over_threshold: np.ndarray) -> np.ndarray:
     return np.clip(g, 0.1, 1.0)
 
 
-def _global_background(data: np.ndarray) -> tuple[float, float]:
+def estimate_background(image: np.ndarray, *, sigma: float = 3.0) -> tuple[float, float]:
+    """Global background level and rms by iterative sigma clipping.
+
+    Args:
+        image: a 2-D array; non-finite pixels are ignored.
+        sigma: the clipping threshold in standard deviations.
+
+    Returns:
+        ``(median, std)`` of the clipped pixels.
+    """
     from astropy.stats import sigma_clipped_stats
 
+    data = np.asarray(image, dtype=np.float64)
     finite = np.isfinite(data)
     if not finite.any():
-        return math.nan, math.nan
-    _, median, std = sigma_clipped_stats(data[finite], sigma=3.0, maxiters=10)
+        raise ValueError("image has no finite pixels: cannot estimate a background")
+    _, median, std = sigma_clipped_stats(data[finite], sigma=sigma, maxiters=10)
     return float(median), float(std)
+
+
+def _global_background(data: np.ndarray) -> tuple[float, float]:
+    if not np.isfinite(data).any():
+        return math.nan, math.nan
+    return estimate_background(data)
 
 
 def _default_box(beam_pixels: float | None, shape) -> int:

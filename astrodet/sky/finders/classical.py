@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from astrodet.sky.finders.base import register_finder
-from astrodet.sky.measure import truncation_factor
+from astrodet.sky.measure import estimate_background, truncation_factor
 
 logger = logging.getLogger(__name__)
 
@@ -47,26 +47,6 @@ __all__ = [
 # The FWHM ellipse of a Gaussian is x^T C^-1 x = 2 ln 2: its bounding box half-extent along
 # an axis is sqrt(2 ln 2 * C_ii).
 _FWHM_K2 = 2.0 * math.log(2.0)
-
-
-def estimate_background(image: np.ndarray, *, sigma: float = 3.0) -> tuple[float, float]:
-    """Global background level and rms by iterative sigma clipping.
-
-    Args:
-        image: a 2-D array; non-finite pixels are ignored.
-        sigma: the clipping threshold in standard deviations.
-
-    Returns:
-        ``(median, std)`` of the clipped pixels.
-    """
-    from astropy.stats import sigma_clipped_stats
-
-    data = np.asarray(image, dtype=np.float64)
-    finite = np.isfinite(data)
-    if not finite.any():
-        raise ValueError("image has no finite pixels: cannot estimate a background")
-    _, median, std = sigma_clipped_stats(data[finite], sigma=sigma, maxiters=10)
-    return float(median), float(std)
 
 
 def _to_2d(image: np.ndarray) -> np.ndarray:
