@@ -15,7 +15,9 @@ whose box is the bounding box of its FWHM ellipse (the MGCLS convention) are cou
   around the peak above ``3 x rms`` (half the peak for fainter ones), corrected for the part of a Gaussian cut away
   by that level, as FWHM in arcsec and a position angle east of north through the WCS (any
   orientation or flip; north up with east to the left without a WCS);
-* ``x``, ``y``: the flux-weighted centroid (0-based pixel centres, the field's frame),
+* ``x``, ``y``: the flux-weighted centroid of the box's own pixels above that level (not
+  the grown margin, where a neighbour sharing the island would pull it; 0-based pixel
+  centres, the field's frame),
   ``ra``/``dec`` from the WCS; ``rms`` from the rms map at the peak; ``snr = peak / rms``.
 
 Deblending (:func:`deblend`, ``measure_sources(deblend=True)``), in units of the beam and of
@@ -262,6 +264,20 @@ def _separate(snr, bright, faint, sep, dip_fraction, dip_snr) -> bool:
     return low <= dip_fraction * peak and peak - low >= dip_snr
 
 
+def _box_centroid(region: np.ndarray, core: tuple[slice, slice], level: float):
+    """Flux-weighted centroid of the pixels of the box (not its grown margin) at or above
+    ``level``: the box says which light is this source's, so a neighbour sharing its
+    island does not pull the position (catalogues' moment centroids are taken over the
+    source alone, not its island)."""
+    c = np.nan_to_num(region[core], nan=-np.inf)
+    yy, xx = np.nonzero(c >= level)
+    w = c[yy, xx]
+    return (
+        (w * xx).sum() / w.sum() + core[1].start,
+        (w * yy).sum() / w.sum() + core[0].start,
+    )
+
+
 def _measure_one(
     region: np.ndarray,
     rms: np.ndarray,
@@ -293,7 +309,7 @@ def _measure_one(
         out["x"], out["y"] = px, py
         return out
     cx, cy = (w * xx).sum() / w.sum(), (w * yy).sum() / w.sum()
-    out["x"], out["y"] = cx, cy
+    out["x"], out["y"] = _box_centroid(region, core, level)
     if len(w) < 3:
         return out
     gfac = truncation_factor(peak / max(level, 1e-30))
