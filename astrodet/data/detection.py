@@ -36,11 +36,13 @@ __all__ = [
     "RandomColorJitter",
     "RandomContrast",
     "RandomFlip",
+    "RandomTranspose",
     "RandomGaussianBlur",
     "TrainingSampler",
     "build_detection_test_loader",
     "build_detection_train_loader",
     "default_augmentations",
+    "geometric_augmentations",
     "detection_collate",
 ]
 
@@ -97,6 +99,31 @@ class RandomFlip(Augmentation):
             image = image.flip(-2)
             boxes[:, [1, 3]] = h - boxes[:, [3, 1]]
         return image, boxes
+
+
+class RandomTranspose(Augmentation):
+    """Swap the image's axes (a reflection about the diagonal), moving the boxes with it;
+    with both :class:`RandomFlip` s it reaches all eight rotations and reflections, under
+    which the sky has no preferred orientation.
+
+    Args:
+        prob: probability of transposing.
+    """
+
+    def __call__(self, image, boxes, generator):
+        if not self._fires(generator):
+            return image, boxes
+        return image.transpose(-1, -2), boxes[:, [1, 0, 3, 2]].clone()
+
+
+def geometric_augmentations() -> list[Augmentation]:
+    """Rotations and reflections only (flips both ways and a transpose): for labels that a
+    source finder made from the pixels, which blur or contrast changes would contradict."""
+    return [
+        RandomFlip(0.5, horizontal=True),
+        RandomFlip(0.5, horizontal=False),
+        RandomTranspose(0.5),
+    ]
 
 
 class RandomGaussianBlur(Augmentation):
@@ -183,6 +210,9 @@ def default_augmentations() -> list[Augmentation]:
         RandomContrast(0.5),
         RandomColorJitter(0.5),
     ]
+
+
+_AUGMENTATION_SETS = {"default": default_augmentations, "geometric": geometric_augmentations}
 
 
 # --------------------------------------------------------------------------- dataset
@@ -451,7 +481,7 @@ def build_detection_train_loader(
     image_size: int = 512,
     stretch: str | None = "zscale",
     fraction: float = 1.0,
-    augment: bool | Sequence[Augmentation] = True,
+    augment: bool | str | Sequence[Augmentation] = True,
     num_workers: int = 2,
     seed: int = 0,
     filter_empty: bool = True,
@@ -465,7 +495,8 @@ def build_detection_train_loader(
             detector's transform resizes them); recorded on the loader.
         stretch: the stretch for :func:`astrodet.data.stretch.to_rgb`.
         fraction: fraction of the training images used (seeded subset, by image).
-        augment: True for :func:`default_augmentations`, False for none, or a list.
+        augment: True or ``"default"`` for :func:`default_augmentations`, ``"geometric"``
+            for :func:`geometric_augmentations`, False for none, or a list.
         num_workers: DataLoader worker processes per rank.
         seed: seed of the subset, the sample order and the augmentations.
         filter_empty: drop images without boxes (counted and logged); False keeps them as
@@ -488,7 +519,14 @@ def build_detection_train_loader(
         n_all = len(dicts)
         dicts = subset_dicts(dicts, fraction, seed)
         logger.info("using %d of %d training images (fraction %g)", len(dicts), n_all, fraction)
-    if augment is True:
+    if isinstance(augment, str):
+        if augment not in _AUGMENTATION_SETS:
+            raise ValueError(
+                f"augment={augment!r} is not one of {sorted(_AUGMENTATION_SETS)} "
+                "(or True, False, a list of augmentations)"
+            )
+        augs = _AUGMENTATION_SETS[augment]()
+    elif augment is True:
         augs = default_augmentations()
     elif augment is False or augment is None:
         augs = []

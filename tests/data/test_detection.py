@@ -14,6 +14,7 @@ from astrodet.data.detection import (
     RandomContrast,
     RandomFlip,
     RandomGaussianBlur,
+    RandomTranspose,
     TrainingSampler,
     build_detection_test_loader,
     build_detection_train_loader,
@@ -55,6 +56,27 @@ def test_flip_moves_boxes_with_the_image(horizontal):
     mask = torch.zeros(32, 48)
     mask[y0:y1, x0:x1] = 1
     torch.testing.assert_close(out[0], mask)
+
+
+def test_transpose_moves_boxes_with_the_image():
+    ds = DetectionDataset([_dict(0, [(4, 2, 10, 6)])], stretch=None)
+    image, target, _ = ds[0]
+    out, boxes = RandomTranspose(1.0)(image, target["boxes"], torch.Generator().manual_seed(0))
+    assert out.shape == (3, 48, 32) and boxes.tolist() == [[2.0, 4, 8, 14]]
+    mask = torch.zeros(48, 32)
+    mask[4:14, 2:8] = 1  # the lit pixels are exactly the transposed box
+    torch.testing.assert_close(out[0], mask)
+
+
+def test_augmentation_sets_by_name():
+    dicts = [_dict(i, [(4, 2, 10, 6)]) for i in range(2)]
+    loader = build_detection_train_loader(
+        dataset=dicts, total_batch_size=2, augment="geometric", num_workers=0
+    )
+    augs = loader.dataset.augmentations
+    assert [type(a) for a in augs] == [RandomFlip, RandomFlip, RandomTranspose]
+    with pytest.raises(ValueError, match="'blurry' is not one of"):
+        build_detection_train_loader(dataset=dicts, total_batch_size=2, augment="blurry")
 
 
 def test_photometric_augmentations_keep_range_and_boxes():
