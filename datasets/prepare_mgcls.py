@@ -2,7 +2,7 @@
 """Cut MGCLS full-field images into tiles with COCO boxes for their compact sources.
 
     python datasets/prepare_mgcls.py --image FITS [FITS ...] --catalog CATALOGUE [CATALOGUE ...]
-        --out DIR [--size 256] [--max-nan-fraction F] [--overwrite]
+        --out DIR [--size 256] [--stride 128] [--max-nan-fraction F] [--overwrite]
     python datasets/prepare_mgcls.py --image FITS [FITS ...] --catalog pybdsf [--beam MAJ MIN PA]
         --out DIR    # PyBDSF run on each image first (cached), its source list turned into boxes
 
@@ -50,6 +50,13 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--size", type=int, default=256, help="tile side in pixels (default 256)")
     p.add_argument(
+        "--stride",
+        type=int,
+        default=None,
+        help="pixels between tile corners (default: --size, tiles side by side); smaller "
+        "gives overlapping tiles, more training views of each source",
+    )
+    p.add_argument(
         "--max-nan-fraction",
         type=float,
         default=0.5,
@@ -75,6 +82,7 @@ def main(argv=None) -> int:
     kwargs = dict(
         out_dir=args.out,
         size=args.size,
+        stride=args.stride,
         max_nan_fraction=args.max_nan_fraction,
         fill_value=args.fill_value,
         max_major_beams=args.max_major_beams if args.max_major_beams > 0 else None,

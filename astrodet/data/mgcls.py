@@ -15,7 +15,8 @@ outline. Only compact sources are labelled: major axis at most ``max_major_beams
 the restoring beam (``BMAJ`` in the header).
 
 Tiles. The displayed image is cut into non-overlapping ``size`` x ``size`` tiles from the
-top-left corner; incomplete tiles at the right and bottom edges are left out. A tile whose
+top-left corner; incomplete tiles at the right and bottom edges are left out. With a
+``stride`` below ``size`` the tiles overlap, and the last one is flush with the far edge. A tile whose
 fraction of NaN/inf pixels exceeds ``max_nan_fraction`` is skipped and counted; in the
 others NaN/inf pixels are replaced by ``fill_value`` and counted. An image that gives no
 tile at all (every pixel NaN, smaller than a tile, every tile too blank) is an error naming
@@ -256,6 +257,7 @@ def prepare_mgcls(
     catalog: str | os.PathLike | Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     size: int = 256,
+    stride: int | None = None,
     max_nan_fraction: float = 0.5,
     fill_value: float = 0.0,
     columns: dict | None = None,
@@ -275,6 +277,9 @@ def prepare_mgcls(
         catalog: the matching catalogue(s), one per image.
         out_dir: output folder; an existing non-empty one is refused unless ``overwrite``.
         size: tile side in pixels.
+        stride: pixels between tile corners (default ``size``: tiles side by side); a
+            smaller stride gives overlapping tiles, the last one flush with the image's
+            far edge, so every source is seen whole and at several places in a tile.
         max_nan_fraction: tiles with a larger fraction of NaN/inf pixels are skipped.
         fill_value: replaces NaN/inf pixels in the kept tiles.
         columns: catalogue column names (see :data:`DEFAULT_COLUMNS`).
@@ -299,6 +304,9 @@ def prepare_mgcls(
         raise ValueError(f"{len(images)} images but {len(catalogs)} catalogues; give one each")
     if size < 8:
         raise ValueError(f"size must be >= 8 pixels, got {size}")
+    stride = size if stride is None else int(stride)
+    if not 0 < stride <= size:
+        raise ValueError(f"stride must be in [1, size={size}] pixels, got {stride}")
     if not 0.0 <= max_nan_fraction <= 1.0:
         raise ValueError(f"max_nan_fraction must be in [0, 1], got {max_nan_fraction}")
     for p in images + catalogs:
@@ -314,6 +322,7 @@ def prepare_mgcls(
             catalogs,
             img_dir=img_dir,
             size=size,
+            stride=stride,
             max_nan_fraction=max_nan_fraction,
             fill_value=fill_value,
             columns=columns,
@@ -340,12 +349,22 @@ def _no_tile_reason(path, data: np.ndarray, size: int) -> str | None:
     return None
 
 
+def _starts(n: int, size: int, stride: int) -> list[int]:
+    """Tile corners along an axis of ``n`` pixels: every ``stride`` pixels, plus one flush
+    with the far edge when the tiles overlap."""
+    starts = list(range(0, n - size + 1, stride))
+    if stride < size and starts[-1] != n - size:
+        starts.append(n - size)
+    return starts
+
+
 def _write_tiles(
     images,
     catalogs,
     *,
     img_dir: Path,
     size,
+    stride,
     max_nan_fraction,
     fill_value,
     columns,
@@ -386,8 +405,8 @@ def _write_tiles(
         bad = ~np.isfinite(disp)
         stem = Path(img_path).name.split(".")[0]
         used = np.zeros(len(centres), bool)
-        for y0 in range(0, h - size + 1, size):
-            for x0 in range(0, w - size + 1, size):
+        for y0 in _starts(h, size, stride):
+            for x0 in _starts(w, size, stride):
                 tile = disp[y0 : y0 + size, x0 : x0 + size]
                 tbad = bad[y0 : y0 + size, x0 : x0 + size]
                 if tbad.all() or tbad.mean() > max_nan_fraction:

@@ -316,3 +316,35 @@ def test_script_second_image_without_tiles_leaves_nothing(tmp_path, capsys):
     # the good field alone works
     assert _script_main()([*good, "--out", str(out), "--size", "64"]) == 0
     assert json.loads((out / "summary.json").read_text())["tiles"] == 4
+
+
+def test_overlapping_tiles_with_a_stride(tmp_path):
+    """Tiles every ``stride`` pixels, the last flush with the far edge: a source is labelled
+    in every tile holding its centre."""
+    wcs = _fake_field(tmp_path / "f.fits")
+    ra, dec = wcs.all_pix2world([60.0], [60.0], 0)
+    (tmp_path / "c.csv").write_text(f"RA,DEC,Maj,Min,PA\n{ra[0]},{dec[0]},4,3,0\n")
+    out = tmp_path / "o"
+    s = prepare_mgcls(
+        image=tmp_path / "f.fits",
+        catalog=tmp_path / "c.csv",
+        out_dir=out,
+        size=64,
+        stride=48,
+        size_unit="arcsec",
+    )
+    # starts 0, 48 and the flush 64 along each axis
+    assert s["tiles"] == 9
+    names = sorted(p.name for p in (out / "images").iterdir())
+    assert names[0].endswith("_y00000_x00000.npy") and names[-1].endswith("_y00064_x00064.npy")
+    # display x 60.5 lies in the tiles starting at 0, 48 (not 64); display y 128-60.5 = 67.5
+    # in those starting at 48 and 64
+    assert s["boxes"] == 4
+    with pytest.raises(ValueError, match="stride must be in"):
+        prepare_mgcls(
+            image=tmp_path / "f.fits",
+            catalog=tmp_path / "c.csv",
+            out_dir=tmp_path / "o2",
+            size=64,
+            stride=65,
+        )
