@@ -5,12 +5,14 @@ labelled by PyBDSF: a CPU source finder that reproduces PyBDSF's catalogue.
     tools/find_sources.py --config-file configs/first_pybdsf_vit_small.py \\
         --weights DIR/model_final.pth --image field.fits --output out
 
-Tiles of 96 px (FIRST: 1.8"/px, 5.4" beam = 3 px) are enlarged to 192 px for the model.
-Global attention: 144 tokens per tile. 1200 iterations at batch 8 (33 epochs of the 290
-training tiles) take 25-45 minutes on 2 CPU cores (1.1 s a step on an idle machine, 2-3 s
-on a busy one); the README's held-out table comes from this schedule. The training images are shown in units of their
-noise (``snr`` stretch), so fields of other telescopes, resampled to the same beam in
-pixels by the finder, look the same to it.
+Tiles of 48 px (FIRST: 1.8"/px, 5.4" beam = 3 px) are enlarged to 192 px for the model
+(a 16 px patch covers 1.3 beams). Global attention: 144 tokens per tile. 1200 iterations
+at batch 8 over the 4640 half-overlapping training tiles take about 15 minutes on 2 CPU
+cores (0.7-1.1 s a step); the README's held-out table comes from this schedule. The training
+images are shown in units of their noise (``snr`` stretch) and turned and mirrored, never
+blurred or rescaled in flux (the labels are PyBDSF's reading of these very pixels), so
+fields of other telescopes, resampled to the same beam in pixels by the finder, look the
+same to it.
 """
 
 from .common.data.first_pybdsf import dataloader
@@ -25,18 +27,18 @@ model.backbone.freeze = "none"
 model.backbone.trunk_kwargs = dict(embed_dim=192, depth=4, num_heads=3, img_size=192)
 model.backbone.out_channels = 96
 # p3..p6 (strides 8..64 at 192 px): a stride-4 level at 48 x 48 would cost as much as the
-# rest of the network on a CPU, and a FIRST beam (6 px at 192 px) is matched by 8 px anchors
+# rest of the network on a CPU, and a FIRST beam (12 px at 192 px) is matched by 16 px anchors
 model.backbone.scale_factors = (2.0, 1.0, 0.5)
-model.anchor_sizes = ((8,), (16,), (32,), (64,))
+model.anchor_sizes = ((16,), (32,), (64,), (128,))
 model.num_classes = 1
 model.image_size = 192
 model.representation_size = 256
 model.rpn_pre_nms_top_n_train = 1000
 model.rpn_post_nms_top_n_train = 300
 model.rpn_pre_nms_top_n_test = 200
-# a 96 px tile holds a few tens of sources at most; RoIAlign and the box head over each
-# proposal are most of the inference time on a CPU
-model.rpn_post_nms_top_n_test = 40
+# a 48 px tile holds a few sources at most; RoIAlign and the box head over each proposal
+# are most of the inference time on a CPU
+model.rpn_post_nms_top_n_test = 20
 model.box_batch_size_per_image = 64
 
 optimizer.lr = 3e-4

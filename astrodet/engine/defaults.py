@@ -142,8 +142,9 @@ def setup_logging(output_dir: str | os.PathLike | None = None) -> None:
 
 # What the weights were trained on that a user of them needs: a source finder resamples a
 # field so its beam spans as many pixels as the training images' and cuts it into tiles of
-# their size (``astrodet.sky.finders.detector``).
-TRAINING_META_KEYS = ("beam_pixels", "tile_size")
+# their size, overlapping by as much as the training set's largest sources need
+# (``astrodet.sky.finders.detector``).
+TRAINING_META_KEYS = ("beam_pixels", "tile_size", "tile_overlap")
 
 
 def training_meta(cfg: Any) -> dict[str, Any]:

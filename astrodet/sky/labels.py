@@ -50,8 +50,12 @@ __all__ = [
 #: FIRST's restoring beam (arcsec, arcsec, deg) and pixel scale (arcsec).
 FIRST_BEAM = (5.4, 5.4, 0.0)
 FIRST_PIXEL_SCALE = 1.8
-#: Tile side of the labelled set: the largest square every image holds (100 px cutouts).
-FIRST_TILE = 96
+#: Tile side of the labelled set: 48 px (86", 16 beams), enlarged 4x for the model so that
+#: one 16 px ViT patch covers 4 px (1.3 beams) and components a beam or two apart fall in
+#: different tokens.
+FIRST_TILE = 48
+#: Training tiles overlap by half: each source is seen whole, at several places in a tile.
+FIRST_TRAIN_STRIDE = FIRST_TILE // 2
 FIRST_FREQUENCY = 1.4e9
 
 
@@ -301,6 +305,7 @@ def build_first_pybdsf(
     test_fraction: float = 0.25,
     seed: int = 0,
     size: int = FIRST_TILE,
+    train_stride: int | None = FIRST_TRAIN_STRIDE,
     cache_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
 ) -> Path:
@@ -316,16 +321,30 @@ def build_first_pybdsf(
         test_fraction: share of images (by sky group) held out.
         seed: of the split.
         size: tile side of the COCO images.
+        train_stride: pixels between the training tiles' corners (None: ``size``, side by
+            side); the held-out tiles are always side by side.
         cache_dir: PyBDSF cache.
-        overwrite: rebuild a complete set.
+        overwrite: rebuild a complete set (a set made with other ``seed``,
+            ``test_fraction``, ``size`` or ``train_stride`` is rebuilt anyway).
 
     Returns:
         ``root``.
     """
     root = Path(root) if root is not None else first_pybdsf_root()
     done = root / "split.json"
+    settings = {
+        "seed": seed,
+        "test_fraction": test_fraction,
+        "tile": size,
+        "train_stride": train_stride or size,
+    }
     if done.is_file() and not overwrite:
-        return root
+        made = json.loads(done.read_text())
+        if all(
+            made.get(k, size if k == "train_stride" else None) == v for k, v in settings.items()
+        ):
+            return root
+        logger.info("%s was made with other settings: rebuilding it with %s", root, settings)
     real = Path(real_data) if real_data is not None else real_data_root()
     if not (real / "mirabest" / "FITS_subset").is_dir() or not (real / "rgz_first").is_dir():
         raise FileNotFoundError(
@@ -354,17 +373,16 @@ def build_first_pybdsf(
             cache_dir=cache_dir,
             pybdsf_options={"thresh_isl": 3.0, "thresh_pix": 5.0},
             size=size,
+            stride=train_stride if side == "train" else None,
             max_major_beams=None,
             overwrite=True,
         )
     atomic_write_json(
         done,
         {
-            "seed": seed,
-            "test_fraction": test_fraction,
+            **settings,
             "beam_arcsec": list(FIRST_BEAM),
             "pixel_scale_arcsec": FIRST_PIXEL_SCALE,
-            "tile": size,
             "split": split,
             "summary": summary,
         },
@@ -380,11 +398,12 @@ def load_first_pybdsf_coco(
     **kwargs,
 ) -> list[dict]:
     """``load_coco_json`` that first builds the FIRST PyBDSF set when ``json_file`` is its
-    default place and it is not there yet (any other COCO set is read as it is)."""
+    default place and it is not there yet or was made with other settings (any other COCO
+    set is read as it is)."""
     json_file = Path(json_file)
     default = first_pybdsf_root().resolve()
-    if json_file.resolve().parent.parent == default and not json_file.is_file():
-        build_first_pybdsf(default)
+    if json_file.resolve().parent.parent == default:
+        build_first_pybdsf(default)  # made, or remade with this version's settings
     return load_coco_json(str(json_file), str(image_root), dataset_name, **kwargs)
 
 

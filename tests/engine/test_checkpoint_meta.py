@@ -28,6 +28,6 @@ def test_meta_saved_in_every_checkpoint_and_returned_on_load(tmp_path):
 
 def test_training_meta_from_configs():
     first = LazyConfig.load(str(CONFIGS / "first_pybdsf_vit_small.py"))
-    assert training_meta(first) == {"beam_pixels": 3.0, "tile_size": 96}
+    assert training_meta(first) == {"beam_pixels": 3.0, "tile_size": 48, "tile_overlap": 16}
     # a config that says nothing of beams records nothing
     assert training_meta(LazyConfig.load(str(CONFIGS / "synthetic_vit_small.py"))) == {}

@@ -32,6 +32,7 @@ TINY = [
     "model.backbone.out_channels=16",
     "model.representation_size=32",
     "dataloader.tile_size=32",
+    "dataloader.tile_overlap=8",
     "train.num_threads=1",
 ]
 
@@ -169,12 +170,12 @@ def test_training_beam_and_tile_come_from_the_checkpoint(tmp_path, caplog):
     checkpoint's record wins, with a warning naming both."""
     path = _weights(tmp_path / "model_final.pth")
     data = torch.load(path, weights_only=True)
-    data["meta"] = {"beam_pixels": 6.0, "tile_size": 48}
+    data["meta"] = {"beam_pixels": 6.0, "tile_size": 48, "tile_overlap": 12}
     torch.save(data, path)
     with caplog.at_level("WARNING"):
         finder = DetectorFinder.from_config(CONFIG, path, overrides=TINY)
-    assert finder.beam_pixels == 6.0 and finder.tile_size == 48
+    assert finder.beam_pixels == 6.0 and finder.tile_size == 48 and finder.overlap == 12
     assert "trained with dataloader.beam_pixels=6.0" in caplog.text
     # without a record, the config's values
     finder = DetectorFinder.from_config(CONFIG, _weights(tmp_path / "plain.pth"), overrides=TINY)
-    assert finder.beam_pixels == 3.0 and finder.tile_size == 32
+    assert finder.beam_pixels == 3.0 and finder.tile_size == 32 and finder.overlap == 8

@@ -72,3 +72,25 @@ def test_first_split_keeps_overlapping_images_together():
         assert split["a"] == split["b"] and split["d"] == split["e"]
         assert set(split.values()) == {"train", "test"}
     assert labels.first_split(items, seed=1) == labels.first_split(items, seed=1)
+
+
+def test_first_set_is_rebuilt_only_when_its_settings_change(real_data, tmp_path, monkeypatch):
+    calls = []
+
+    def fake_label_fields(paths, *, out_dir, stride=None, **kwargs):
+        calls.append((Path(out_dir).name, stride, len(paths)))
+        return {"tiles": len(paths)}
+
+    monkeypatch.setattr(labels, "label_fields", fake_label_fields)
+    root = tmp_path / "first"
+    labels.build_first_pybdsf(root, real_data=real_data)
+    assert [(side, stride) for side, stride, _ in calls] == [
+        ("train", labels.FIRST_TRAIN_STRIDE),
+        ("test", None),  # held-out tiles side by side
+    ]
+    assert sum(n for *_, n in calls) == len(list((root / "fields").rglob("*.fits")))
+    labels.build_first_pybdsf(root, real_data=real_data)
+    assert len(calls) == 2  # complete with these settings: kept
+    labels.build_first_pybdsf(root, real_data=real_data, train_stride=None)
+    assert len(calls) == 4 and calls[2][1] is None
+    assert json.loads((root / "split.json").read_text())["train_stride"] == labels.FIRST_TILE

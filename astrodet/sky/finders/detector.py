@@ -133,11 +133,13 @@ def merge_tile_boxes(
 
 
 def _peak_snr(tile: np.ndarray) -> float:
-    """The brightest pixel of a tile in units of its noise (sigma-clipped statistics)."""
-    from astropy.stats import sigma_clipped_stats
+    """The brightest pixel of a tile in units of its noise (median and the median absolute
+    deviation scaled to a Gaussian sigma: robust to the sources in the tile, and a tenth of
+    the time of iterative sigma clipping, which matters at a thousand tiles a megapixel)."""
+    from astropy.stats import mad_std
 
     values = tile[np.isfinite(tile)]
-    _, median, std = sigma_clipped_stats(values, sigma=3.0, maxiters=5)
+    median, std = float(np.median(values)), float(mad_std(values))
     return float((values.max() - median) / std) if std > 0 else float("inf")
 
 
@@ -232,10 +234,10 @@ class DetectorFinder:
         overrides: Sequence[str] = (),
         **kwargs,
     ) -> DetectorFinder:
-        """Build the model of a LazyConfig, load ``weights`` strictly, read the tile size and
-        training beam from the checkpoint's ``meta`` (what the weights were trained at) or
-        else the config's ``dataloader.tile_size`` / ``dataloader.beam_pixels``, and the
-        stretch from ``dataloader.test.stretch``.
+        """Build the model of a LazyConfig, load ``weights`` strictly, read the tile size,
+        tile overlap and training beam from the checkpoint's ``meta`` (what the weights were
+        trained at) or else the config's ``dataloader.tile_size`` / ``.tile_overlap`` /
+        ``.beam_pixels``, and the stretch from ``dataloader.test.stretch``.
 
         Raises:
             FileNotFoundError: no config or weights file.
@@ -245,6 +247,7 @@ class DetectorFinder:
 
         from astrodet.config import LazyConfig, instantiate
         from astrodet.engine.checkpoint import Checkpointer
+        from astrodet.engine.defaults import TRAINING_META_KEYS
 
         config_file, weights = Path(config_file), Path(weights)
         for p in (config_file, weights):
@@ -262,7 +265,7 @@ class DetectorFinder:
                 f"another config?): {str(e).split(': ', 2)[-1][:200]}"
             ) from None
         meta = rest.get("meta") or {}
-        for key in ("beam_pixels", "tile_size"):
+        for key in TRAINING_META_KEYS:
             if key in meta and dl.get(key) is not None and float(dl.get(key)) != float(meta[key]):
                 logger.warning(
                     "%s was trained with dataloader.%s=%s, %s says %s: using the checkpoint's",
@@ -274,6 +277,9 @@ class DetectorFinder:
             logger.warning(
                 "%s has no dataloader.beam_pixels: fields are not resampled", config_file
             )
+        overlap = meta.get("tile_overlap", dl.get("tile_overlap"))
+        if overlap is not None:
+            kwargs.setdefault("overlap", int(overlap))
         kwargs.setdefault("stretch", dl.test.get("stretch", "snr"))
         return cls(model=model, tile_size=int(tile), beam_pixels=beam, **kwargs)
 
