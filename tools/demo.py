@@ -361,7 +361,13 @@ def _real_sky(demo: Demo, py: str, *, quick: bool) -> dict | None:
     """Real FIRST fields: PyBDSF labels for the training fields, the small detector trained
     on them, sources found on the held-out fields by the detector, PyBDSF and the classical
     finder, both finders scored against PyBDSF. None without the real data."""
-    from astrodet.sky.labels import FIRST_BEAM, FIRST_TILE, first_items, first_split
+    from astrodet.sky.labels import (
+        FIRST_BEAM,
+        FIRST_TILE,
+        FIRST_TRAIN_STRIDE,
+        first_items,
+        first_split,
+    )
 
     real = real_data_root()
     if not (real / "mirabest" / "FITS_subset").is_dir():
@@ -375,11 +381,12 @@ def _real_sky(demo: Demo, py: str, *, quick: bool) -> dict | None:
     beam = ["--beam", *(str(v) for v in FIRST_BEAM)]
     root = demo.output / "first"
     for side in ("train", "test"):
+        stride = FIRST_TRAIN_STRIDE if side == "train" else FIRST_TILE
         demo.run(
             f"PyBDSF labels for the {side} FIRST fields",
             [py, "datasets/prepare_mgcls.py", "--image", *fields[side], "--catalog", "pybdsf",
-             *beam, "--size", str(FIRST_TILE), "--max-major-beams", "0",
-             "--out", str(root / side)],
+             *beam, "--size", str(FIRST_TILE), "--stride", str(stride),
+             "--max-major-beams", "0", "--out", str(root / side)],
         )  # fmt: skip
     run = root / "detector"
     data = [
