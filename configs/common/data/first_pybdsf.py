@@ -31,7 +31,7 @@ dataloader["train"].total_batch_size = 8
 # the labels are PyBDSF's reading of these very pixels: blurring (a coarser beam) or a
 # contrast change (another noise level) would contradict them; turning the sky does not
 dataloader["train"].augment = "geometric"
-# a 96 px tile loads and stretches in about a millisecond: worker processes would only take
+# a 48 px tile loads and stretches in well under a millisecond: worker processes would only take
 # CPU time from the model step on a small machine
 dataloader["train"].num_workers = 0
 dataloader["test"].num_workers = 0
