@@ -96,6 +96,12 @@ def test_against_pybdsf_on_a_real_image(real_data, tmp_path):
     assert m["reliability"] > 0.8 and m["completeness"] > 0.6
     bright = [b for b in m["snr_bins"] if b["snr_min"] >= 20]
     assert sum(b["n_matched"] for b in bright) >= 0.85 * sum(b["n_reference"] for b in bright)
+    # above S/N 10 (a field of mostly compact sources): both at least 0.9
+    above = [b for b in m["snr_bins"] if b["snr_min"] >= 10]
+    found = sum(b["n_catalog"] for b in above)
+    in_reference = sum(round(b["reliability"] * b["n_catalog"]) for b in above if b["n_catalog"])
+    assert sum(b["n_matched"] for b in above) >= 0.9 * sum(b["n_reference"] for b in above)
+    assert in_reference >= 0.9 * found
     assert 0.85 < m["median_flux_ratio"] < 1.2
 
 
