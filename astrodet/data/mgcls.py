@@ -16,9 +16,9 @@ the restoring beam (``BMAJ`` in the header).
 
 Tiles. The displayed image is cut into non-overlapping ``size`` x ``size`` tiles from the
 top-left corner; incomplete tiles at the right and bottom edges are left out. With a
-``stride`` below ``size`` the tiles overlap, and the last one is flush with the far edge. A tile whose
-fraction of NaN/inf pixels exceeds ``max_nan_fraction`` is skipped and counted; in the
-others NaN/inf pixels are replaced by ``fill_value`` and counted. An image that gives no
+``stride`` below ``size`` the tiles overlap, and the last one is flush with the far edge.
+A tile whose fraction of NaN/inf pixels exceeds ``max_nan_fraction`` is skipped and
+counted; in the others NaN/inf pixels are replaced by ``fill_value`` and counted. An image that gives no
 tile at all (every pixel NaN, smaller than a tile, every tile too blank) is an error naming
 the file. A source belongs to the tile holding its centre; its box is clipped to the tile.
 """

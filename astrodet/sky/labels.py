@@ -340,9 +340,8 @@ def build_first_pybdsf(
     }
     if done.is_file() and not overwrite:
         made = json.loads(done.read_text())
-        if all(
-            made.get(k, size if k == "train_stride" else None) == v for k, v in settings.items()
-        ):
+        made.setdefault("train_stride", made.get("tile"))  # made before strides existed
+        if all(made.get(k) == v for k, v in settings.items()):
             return root
         logger.info("%s was made with other settings: rebuilding it with %s", root, settings)
     real = Path(real_data) if real_data is not None else real_data_root()
