@@ -179,3 +179,27 @@ def test_training_beam_and_tile_come_from_the_checkpoint(tmp_path, caplog):
     # without a record, the config's values
     finder = DetectorFinder.from_config(CONFIG, _weights(tmp_path / "plain.pth"), overrides=TINY)
     assert finder.beam_pixels == 3.0 and finder.tile_size == 32 and finder.overlap == 8
+
+
+def test_images_shared_across_processes_as_under_torchrun(tmp_path, tiny, monkeypatch):
+    """Process r of N (torchrun's RANK, WORLD_SIZE) takes images r, r+N, ...: together the
+    processes write every catalogue once, the same as one process writes."""
+    images = [_fits(tmp_path / f"f{i}.fits") for i in range(3)]
+    common = ["--config-file", CONFIG, "--weights", tiny, "--no-picture", "--image", *images]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    written = {}
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        out = tmp_path / f"rank{rank}"
+        assert _run(*common, "--output", out, "--score-thresh", "0.0", *TINY) == 0
+        written[rank] = sorted(p.stem for p in out.glob("*.fits"))
+    assert written == {0: ["f0", "f2"], 1: ["f1"]}
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "0")
+    assert _run(*common, "--output", tmp_path / "one", "--score-thresh", "0.0", *TINY) == 0
+    for rank, stems in written.items():
+        for stem in stems:
+            alone = Table.read(tmp_path / "one" / f"{stem}.fits")
+            shared = Table.read(tmp_path / f"rank{rank}" / f"{stem}.fits")
+            assert len(alone) == len(shared) > 0
+            np.testing.assert_allclose(np.asarray(alone["ra"]), np.asarray(shared["ra"]))
