@@ -7,8 +7,8 @@ labelled by PyBDSF: a CPU source finder that reproduces PyBDSF's catalogue.
 
 Tiles of 48 px (FIRST: 1.8"/px, 5.4" beam = 3 px) are enlarged to 192 px for the model
 (a 16 px patch covers 1.3 beams). Global attention: 144 tokens per tile. 1200 iterations
-at batch 8 over the 4640 half-overlapping training tiles take about 15 minutes on 2 CPU
-cores (0.7-1.1 s a step); the README's held-out table comes from this schedule. The training
+at batch 8 over the half-overlapping training tiles took 13 minutes on 2 idle CPU cores
+(about 0.65 s a step); the README's held-out table comes from this schedule. The training
 images are shown in units of their noise (``snr`` stretch) and turned and mirrored, never
 blurred or rescaled in flux (the labels are PyBDSF's reading of these very pixels), so
 fields of other telescopes, resampled to the same beam in pixels by the finder, look the

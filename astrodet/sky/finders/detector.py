@@ -162,8 +162,9 @@ class DetectorFinder:
         tile_size: the side of the training images (model tiles), pixels.
         beam_pixels: beam FWHM in pixels of the training images (None: no resampling).
         stretch: the training stretch (``astrodet.data.stretch``).
-        overlap: tile overlap in model-tile pixels (default a sixth of ``tile_size``: 16 px of
-            96, sources up to 29" whole in one FIRST tile).
+        overlap: tile overlap in model-tile pixels (default a sixth of ``tile_size``;
+            :meth:`from_config` passes the training's ``dataloader.tile_overlap``, 16 px of
+            48 for FIRST: sources up to 29" whole in one tile).
         batch_size: tiles per forward pass.
         score_thresh: keep detections at least this confident.
         nms_thresh: IoU of the NMS across tile overlaps.
