@@ -2,13 +2,15 @@
 """Score a source catalogue against a reference one (e.g. PyBDSF's) by one-to-one cross-match.
 
     python tools/compare_catalogues.py --reference REF --catalog CAT --output DIR
-        [--radius-arcsec R | --beam MAJ MIN PA] [--overwrite]
+        [--radius-arcsec R | --beam MAJ MIN PA] [--image FIELD.fits] [--overwrite]
 
 writes DIR/metrics.json (completeness, reliability, f1, counts, per reference S/N bin, median
 position offset and total-flux ratio), DIR/matches.csv and DIR/completeness.png. Catalogues:
-ours (FITS/CSV), PyBDSF .srl/.gaul (FITS or ASCII), Aegean (FITS/CSV/VOTable). The default
-radius is half the beam FWHM (major axis): --beam, else the beam in the reference's meta, else
-the catalogue's, else half the reference's median minor axis.
+ours (FITS/CSV), PyBDSF .srl/.gaul (FITS or ASCII), Aegean (FITS/CSV/VOTable), ASKAP Selavy
+lists and published survey tables (RAJ2000/DEJ2000...). The default radius is half the beam
+FWHM (major axis): --beam, else the --image's beam, else the beam in the reference's meta, else
+the catalogue's, else half the reference's median minor axis. With a survey-wide reference
+list, give --image: only the sources on the field's data are compared.
 """
 
 from __future__ import annotations
@@ -38,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="match radius (default: half the beam FWHM)",
     )
+    p.add_argument(
+        "--image",
+        default=None,
+        help="the FITS field the catalogues come from: sources off its data (out of bounds or "
+        "on blanked pixels) are left out of both, its beam sets the default radius, and "
+        "reference sources without a noise column get an S/N measured on it",
+    )
     add_beam_argument(p, help="beam FWHM (arcsec, arcsec, deg) for the default radius")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     return p
@@ -54,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             output_dir=args.output,
             radius_arcsec=args.radius_arcsec,
             beam=Beam.from_args(args.beam),
+            image=args.image,
             overwrite=args.overwrite,
         )
     except (FileNotFoundError, FileExistsError, ValueError) as e:

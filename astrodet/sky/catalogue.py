@@ -16,7 +16,8 @@ score                 detection confidence (1 for classical finders)
 =========== ========= ==========================================================
 
 Read from our own files (FITS/CSV), PyBDSF source and Gaussian lists (``.srl``/``.gaul``,
-FITS or ASCII) and Aegean tables (FITS/CSV/VOTable). Written as FITS, CSV and a DS9 region
+FITS or ASCII), Aegean tables (FITS/CSV/VOTable), ASKAP Selavy lists and published survey
+tables (VizieR column names). Written as FITS, CSV and a DS9 region
 file. COCO boxes follow the MGCLS convention of :mod:`astrodet.data.mgcls` (the bounding
 box of the projected FWHM ellipse), which stays the one place that defines it.
 """
@@ -129,6 +130,32 @@ _AEGEAN = {
     "min": (("b",), "arcsec"),
     "pa": (("pa",), "deg"),
     "rms": (("local_rms",), "Jy/beam"),
+}
+# ASKAP Selavy component/island lists (CASDA: RACS, EMU, VAST...): fluxes in mJy.
+_SELAVY = {
+    "ra": (("ra_deg_cont",), "deg"),
+    "dec": (("dec_deg_cont",), "deg"),
+    "peak_flux": (("flux_peak",), "mJy/beam"),
+    "total_flux": (("flux_int",), "mJy"),
+    "maj": (("maj_axis",), "arcsec"),
+    "min": (("min_axis",), "arcsec"),
+    "pa": (("pos_ang",), "deg"),
+    "rms": (("rms_image", "background_noise"), "mJy/beam"),
+}
+# Published survey tables as VizieR and survey archives serve them (FIRST, NVSS, SUMSS, TGSS,
+# LoTSS...): J2000 positions in degrees or sexagesimal, fluxes in mJy unless the file says.
+_SURVEY = {
+    "ra": (("RAJ2000", "_RAJ2000", "RA_deg", "RAdeg", "RA_J2000", "RA"), "deg"),
+    "dec": (
+        ("DEJ2000", "_DEJ2000", "DEC_deg", "DEdeg", "DEC_J2000", "DECJ2000", "DEC", "DE"),
+        "deg",
+    ),
+    "peak_flux": (("Fpeak", "Speak", "Peak_flux", "S_peak", "Peak"), "mJy/beam"),
+    "total_flux": (("Fint", "Stotal", "Total_flux", "S_int", "Sint", "S1.4", "Flux"), "mJy"),
+    "maj": (("Maj", "MajAxis", "Major", "DC_Maj"), "arcsec"),
+    "min": (("Min", "MinAxis", "Minor", "DC_Min"), "arcsec"),
+    "pa": (("PA", "PosAng"), "deg"),
+    "rms": (("Rms", "Isl_rms", "RMS_noise", "Noise", "local_rms"), "mJy/beam"),
 }
 _OURS = {c: ((c,), UNITS[c]) for c in COLUMNS}
 
@@ -345,6 +372,10 @@ def _schema(table) -> tuple[str, dict]:
         return "pybdsf", _PYBDSF
     if "int_flux" in names or {"a", "b", "local_rms"} <= names:
         return "aegean", _AEGEAN
+    if names & {"ra_deg_cont", "flux_int"}:
+        return "selavy", _SELAVY
+    if all(_column(table, _SURVEY[k][0]) is not None for k in ("ra", "dec")):
+        return "survey", _SURVEY
     return "astrodet", _OURS
 
 
@@ -374,14 +405,28 @@ def _values(col, target_unit: str, default_unit: str) -> np.ndarray:
     return values
 
 
+def _angle(path: Path, col, unit: str) -> np.ndarray:
+    """Degrees of a text position column ("07 58 11.9" RA in hours, "+27:13:05" Dec)."""
+    from astropy.coordinates import Angle
+
+    text = np.char.strip(np.asarray(col, dtype=str))
+    try:
+        return Angle(text, unit=unit).deg
+    except ValueError as e:
+        raise CatalogueError(f"{path}: column {col.name!r} ({text[0]!r}...) not read: {e}") from e
+
+
 def read_catalogue(path: str | os.PathLike) -> Table:
     """Read a source catalogue into our columns and units.
 
     Accepts our own FITS/CSV, PyBDSF ``.srl``/``.gaul`` (FITS or ASCII; sizes in degrees,
-    ``Isl_rms`` as the rms, ``Xposn``/``Yposn`` as x/y) and Aegean tables (``int_flux``,
-    ``a``/``b`` FWHM in arcsec, ``local_rms``; FITS/CSV/VOTable). Units written in the file
-    take precedence over each format's defaults. ``snr`` is peak/rms where not given,
-    ``score`` 1 where not given.
+    ``Isl_rms`` as the rms, ``Xposn``/``Yposn`` as x/y), Aegean tables (``int_flux``,
+    ``a``/``b`` FWHM in arcsec, ``local_rms``; FITS/CSV/VOTable), ASKAP Selavy lists
+    (``ra_deg_cont``, ``flux_peak``/``flux_int`` in mJy, ``rms_image``) and published survey
+    tables (``RAJ2000``/``DEJ2000`` in degrees or sexagesimal, ``Fpeak``/``Fint``,
+    ``S1.4``, ``Maj``/``MajAxis``, ``Rms``...; mJy unless the file says). Units written in
+    the file take precedence over each format's defaults. ``snr`` is peak/rms where not
+    given (NaN without an rms), ``score`` 1 where not given.
 
     Raises:
         FileNotFoundError: no such file.
@@ -411,12 +456,16 @@ def read_catalogue(path: str | os.PathLike) -> Table:
         try:
             columns[ours] = _values(col, UNITS[ours], default_unit)
         except (TypeError, ValueError):
-            raise CatalogueError(f"{path}: column {col.name!r} is not numeric") from None
+            if ours not in ("ra", "dec"):
+                raise CatalogueError(f"{path}: column {col.name!r} is not numeric") from None
+            # sexagesimal text
+            columns[ours] = _angle(path, col, "hourangle" if ours == "ra" else "deg")
     has_sky = "ra" in columns and "dec" in columns
     has_pix = "x" in columns and "y" in columns
     if not (has_sky or has_pix):
         raise CatalogueError(
-            f"{path}: no source positions (ra/dec or x/y; PyBDSF RA/DEC, Aegean ra/dec) "
+            f"{path}: no source positions (ra/dec or x/y; PyBDSF RA/DEC, Aegean ra/dec, "
+            "Selavy ra_deg_cont/dec_deg_cont, survey RAJ2000/DEJ2000) "
             f"found; the table has columns {', '.join(raw.colnames)}"
         )
     if "snr" not in columns and "peak_flux" in columns and "rms" in columns:

@@ -254,6 +254,77 @@ def _plot(metrics: dict, path: Path) -> None:
     atomic_save_figure(fig, path)
 
 
+def _pixels(table, field) -> tuple[np.ndarray, np.ndarray]:
+    if field.wcs is not None and _has_sky(table):
+        return field.world_to_pixel(table["ra"], table["dec"])
+    return np.asarray(table["x"], float), np.asarray(table["y"], float)
+
+
+def in_field(table, field, *, chunk: int = 2048) -> np.ndarray:
+    """Which sources of ``table`` lie on the data of ``field``: inside its bounds, on a
+    finite pixel (not the blanked corners of a mosaic or beyond a primary-beam cut).
+
+    Args:
+        table: a catalogue (sky positions when both it and the field have them, else x/y).
+        field: an open :class:`~astrodet.sky.field.Field`.
+        chunk: pixels are read in blocks of this side, so memory stays bounded.
+    """
+    x, y = _pixels(table, field)
+    ny, nx = field.shape
+    with np.errstate(invalid="ignore"):
+        ix, iy = np.floor(np.asarray(x) + 0.5), np.floor(np.asarray(y) + 0.5)
+        inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+    ix, iy = np.where(inside, ix, 0).astype(int), np.where(inside, iy, 0).astype(int)
+    keys = (iy // chunk) * (nx // chunk + 1) + ix // chunk
+    for key in np.unique(keys[inside]):
+        rows = np.flatnonzero(inside & (keys == key))
+        y0, x0 = (iy[rows[0]] // chunk) * chunk, (ix[rows[0]] // chunk) * chunk
+        finite = field.finite_mask(y0, y0 + chunk, x0, x0 + chunk)
+        inside[rows] = finite[iy[rows] - y0, ix[rows] - x0]
+    return inside
+
+
+def snr_from_field(table, field) -> np.ndarray:
+    """S/N of each source measured on ``field``: the brightest pixel within a beam of its
+    position over the local rms (background map), as the detector's catalogue measures
+    it; for reference lists that give no noise (e.g. integrated fluxes only)."""
+    from .finders.detector import measure_field
+
+    x, y = _pixels(table, field)
+    half = max(field.beam_pixels(), 1.0)
+    boxes = np.stack([x + 0.5 - half, y + 0.5 - half, x + 0.5 + half, y + 0.5 + half], 1)
+    if not len(boxes):
+        return np.zeros(0)
+    measured = measure_field(field, boxes.reshape(-1, 4), np.ones(len(boxes)), meta={})
+    return np.asarray(measured["snr"], float)
+
+
+def _restrict(ref, cat, field, metrics: dict):
+    """Both catalogues cut to the field's data; unknown reference S/N measured on it."""
+    for name, table in (("reference", ref), ("catalog", cat)):
+        keep = in_field(table, field)
+        metrics[f"n_{name}_outside_image"] = int((~keep).sum())
+        if (~keep).any():
+            logger.info(
+                "%s: %d of %d sources lie off the image's data: left out",
+                name,
+                (~keep).sum(),
+                len(keep),
+            )
+        if name == "reference":
+            ref = table[keep]
+        else:
+            cat = table[keep]
+    unknown = ~np.isfinite(np.asarray(ref["snr"], float))
+    metrics["n_reference_snr_from_image"] = int(unknown.sum())
+    if unknown.any():
+        logger.info("reference: S/N of %d sources measured on the image", unknown.sum())
+        snr = np.asarray(ref["snr"], float)
+        snr[unknown] = snr_from_field(ref[unknown], field)
+        ref["snr"] = snr
+    return ref, cat
+
+
 def compare_catalogues(
     *,
     reference: str | os.PathLike,
@@ -261,6 +332,7 @@ def compare_catalogues(
     output_dir: str | os.PathLike,
     radius_arcsec: float | None = None,
     beam=None,
+    image: str | os.PathLike | None = None,
     overwrite: bool = False,
 ) -> dict:
     """Cross-match ``catalog`` with ``reference`` and write the comparison.
@@ -274,7 +346,14 @@ def compare_catalogues(
         catalog: the catalogue to score (any format :func:`read_catalogue` reads).
         output_dir: the output folder (refused when it exists, unless ``overwrite``).
         radius_arcsec: the match radius; default half the beam (see the module notes).
-        beam: ``(maj, min, pa)`` arcsec/deg or a Beam, for the default radius.
+        beam: ``(maj, min, pa)`` arcsec/deg or a Beam, for the default radius (and the
+            image's beam when its header has none).
+        image: the FITS field both catalogues were made from. Sources off its data (out of
+            bounds or on NaN pixels) are left out of both, as a survey-wide reference list
+            would otherwise count the sky around the field as missed; its beam gives the
+            default radius; reference sources without an S/N (no rms column) get one
+            measured on it. The counts are in the metrics (``n_*_outside_image``,
+            ``n_reference_snr_from_image``).
         overwrite: replace an existing output folder.
     """
     from astropy.table import Table
@@ -285,10 +364,17 @@ def compare_catalogues(
 
     ref = read_catalogue(reference)
     cat = read_catalogue(catalog)
-    if radius_arcsec is None:
+    source = None if radius_arcsec is None else "given"
+    cut: dict = {}
+    if image is not None:
+        from .field import open_field
+
+        with open_field(image, beam=beam) as field:
+            ref, cat = _restrict(ref, cat, field, cut)
+            if source is None and beam is None:
+                radius_arcsec, source = 0.5 * field.beam.maj, "the image's beam"
+    if source is None:
         radius_arcsec, source = default_radius(ref, cat, beam=beam)
-    else:
-        source = "given"
     if not radius_arcsec > 0:
         raise ValueError(f"the match radius must be positive, got {radius_arcsec}")
     out = prepare_output_dir(output_dir, overwrite=overwrite)
@@ -299,6 +385,7 @@ def compare_catalogues(
         catalog=str(catalog),
         radius_arcsec=radius_arcsec,
         radius_from=source,
+        **({"image": str(image), **cut} if image is not None else {}),
     )
     atomic_write_json(out / "metrics.json", metrics)
     pairs = Table(

@@ -176,6 +176,80 @@ def test_aegean_units_in_the_file_win(tmp_path):
     assert cat["maj"][0] == pytest.approx(30.0) and cat["min"][0] == pytest.approx(15.0)
 
 
+@pytest.mark.parametrize("fmt", ["votable", "csv"])
+def test_selavy_components_in_mjy(tmp_path, fmt):
+    t = Table(
+        {
+            "component_id": ["SB1_component_1a", "SB1_component_2a"],
+            "ra_deg_cont": [150.0, 150.02],
+            "dec_deg_cont": [-30.0, -30.01],
+            "flux_peak": [2.0, 1.0],
+            "flux_int": [3.0, 1.0],
+            "maj_axis": [12.0, 8.0],
+            "min_axis": [8.0, 8.0],
+            "pos_ang": [45.0, 0.0],
+            "rms_image": [0.1, 0.2],
+        }
+    )
+    path = tmp_path / f"selavy.{fmt}"
+    if fmt == "votable":
+        for c in ("flux_peak", "rms_image"):
+            t[c].unit = "mJy/beam"
+        t["flux_int"].unit = "mJy"
+    t.write(path, format="votable" if fmt == "votable" else "ascii.csv")
+    cat = read_catalogue(path)  # units from the file, or Selavy's mJy without them
+    assert cat.meta["CATFMT"] == "selavy"
+    np.testing.assert_allclose(cat["peak_flux"], [2e-3, 1e-3])
+    np.testing.assert_allclose(cat["total_flux"], [3e-3, 1e-3])
+    np.testing.assert_allclose(cat["snr"], [20.0, 5.0])
+    np.testing.assert_allclose(cat["ra"], [150.0, 150.02])
+    assert list(cat["source_id"]) == [0, 1]  # text ids: renumbered
+
+
+def test_survey_table_sexagesimal_positions_and_mjy(tmp_path):
+    # a FIRST-like table as VizieR serves it: text positions, fluxes in mJy
+    t = Table(
+        {
+            "RAJ2000": ["10 00 00.000", "09 59 57.600"],
+            "DEJ2000": ["-30 00 00.00", "+02 30 36.0"],
+            "Fpeak": [5.0, 1.0],
+            "Fint": [6.0, 1.5],
+            "Rms": [0.15, 0.2],
+            "Maj": [6.0, 0.0],
+            "Min": [5.4, 0.0],
+            "PA": [12.0, 0.0],
+        }
+    )
+    t["Fpeak"].unit = t["Rms"].unit = "mJy/beam"
+    t["Fint"].unit = "mJy"
+    t.write(tmp_path / "first.fits")
+    cat = read_catalogue(tmp_path / "first.fits")
+    assert cat.meta["CATFMT"] == "survey"
+    np.testing.assert_allclose(cat["ra"], [150.0, 149.99], atol=1e-9)
+    np.testing.assert_allclose(cat["dec"], [-30.0, 2.51], atol=1e-9)
+    np.testing.assert_allclose(cat["peak_flux"], [5e-3, 1e-3])
+    np.testing.assert_allclose(cat["snr"], [5e-3 / 1.5e-4, 5.0])
+    np.testing.assert_allclose(cat["maj"], [6.0, 0.0])
+
+
+def test_survey_table_without_noise_has_unknown_snr(tmp_path):
+    # NVSS-like: degrees, integrated flux only
+    Table({"RAJ2000": [150.0], "DEJ2000": [-30.0], "S1.4": [12.5]}).write(
+        tmp_path / "nvss.csv", format="ascii.csv"
+    )
+    cat = read_catalogue(tmp_path / "nvss.csv")
+    assert cat["total_flux"][0] == pytest.approx(0.0125)
+    assert np.isnan(cat["snr"][0]) and np.isnan(cat["peak_flux"][0])
+
+
+def test_bad_sexagesimal_position_names_the_column(tmp_path):
+    Table({"RAJ2000": ["ten o'clock"], "DEJ2000": ["-30 00 00"]}).write(
+        tmp_path / "bad.csv", format="ascii.csv"
+    )
+    with pytest.raises(CatalogueError, match=r"bad\.csv.*RAJ2000"):
+        read_catalogue(tmp_path / "bad.csv")
+
+
 def test_missing_columns_error_lists_the_columns(tmp_path):
     Table({"name": ["a"], "flux": [1.0]}).write(tmp_path / "bad.csv", format="ascii.csv")
     with pytest.raises(CatalogueError, match=r"bad\.csv.*columns name, flux"):

@@ -116,3 +116,66 @@ def test_empty_catalogue():
         and metrics["completeness"] == 0.0
         and math.isnan(metrics["reliability"])
     )
+
+
+def _blanked_field(tmp_path):
+    """100 x 120 px at 2"/px, 6" beam, noise 1e-4 Jy/beam, columns x < 30 blanked; two
+    point sources, S/N 60 at (70, 50) and S/N 15 at (100, 80)."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:100, :120].astype(float)
+    img = rng.normal(0, 1e-4, (100, 120))
+    sigma = 3.0 / (2 * math.sqrt(2 * math.log(2)))
+    for x, y, peak in ((70, 50, 6e-3), (100, 80, 1.5e-3)):
+        img += peak * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
+    img[:, :30] = np.nan
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---SIN", "DEC--SIN"]
+    w.wcs.crval, w.wcs.crpix = [150.0, DEC0], [61.0, 51.0]
+    w.wcs.cdelt = [-2 * ARCSEC, 2 * ARCSEC]
+    h = w.to_header()
+    h["BMAJ"] = h["BMIN"] = 6 * ARCSEC
+    h["BPA"] = 0.0
+    fits.PrimaryHDU(img.astype(np.float32), h).writeto(tmp_path / "field.fits")
+    return tmp_path / "field.fits", w
+
+
+def test_image_cuts_a_survey_list_to_the_field_and_measures_its_snr(tmp_path):
+    from astropy.table import Table
+
+    from astrodet.sky.crossmatch import compare_catalogues
+
+    path, w = _blanked_field(tmp_path)
+    # a survey list (no noise column): the two sources, one on blanked pixels, one off the image
+    ra, dec = w.all_pix2world([70, 100, 10, 300], [50, 80, 50, 50], 0)
+    Table({"RAJ2000": ra, "DEJ2000": dec, "S1.4": [6.0, 1.5, 3.0, 2.0]}).write(
+        tmp_path / "survey.csv", format="ascii.csv"
+    )
+    found = new_catalogue(
+        ra=ra[:3] + 0.3 * ARCSEC, dec=dec[:3], snr=[55.0, 14.0, 9.0], total_flux=[6e-3] * 3
+    )
+    from astrodet.sky.catalogue import write_catalogue
+
+    write_catalogue(found, tmp_path / "found", formats=("fits",))
+    m = compare_catalogues(
+        reference=tmp_path / "survey.csv",
+        catalog=tmp_path / "found.fits",
+        output_dir=tmp_path / "cmp",
+        image=path,
+    )
+    assert (m["n_reference"], m["n_catalog"], m["n_matched"]) == (2, 2, 2)
+    assert m["n_reference_outside_image"] == 2 and m["n_catalog_outside_image"] == 1
+    assert m["n_reference_snr_from_image"] == 2
+    assert m["radius_arcsec"] == pytest.approx(3.0) and m["radius_from"] == "the image's beam"
+    by_bin = {b["label"]: b["n_reference"] for b in m["snr_bins"]}
+    assert by_bin == {"5-10": 0, "10-20": 1, "20-50": 0, ">50": 1}
+    # without the image the sky around the field counts as missed
+    m = compare_catalogues(
+        reference=tmp_path / "survey.csv",
+        catalog=tmp_path / "found.fits",
+        output_dir=tmp_path / "cmp2",
+        radius_arcsec=3.0,
+    )
+    assert m["n_reference"] == 4 and m["completeness"] == pytest.approx(0.75)

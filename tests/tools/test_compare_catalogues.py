@@ -72,3 +72,15 @@ def test_missing_columns_is_a_one_line_error(tmp_path, capsys):
     assert err[-1].startswith("compare_catalogues") or "error:" in err[-1]
     assert "bad.csv" in err[-1] and "name, flux" in err[-1]
     assert not (tmp_path / "o").exists()
+
+
+def test_missing_image_is_a_one_line_error(tmp_path, capsys):
+    ref, cat = make_pair()
+    write_catalogue(ref, tmp_path / "ref", formats=["fits"])
+    write_catalogue(cat, tmp_path / "cat", formats=["fits"])
+    argv = ["--reference", str(tmp_path / "ref.fits"), "--catalog", str(tmp_path / "cat.fits")]
+    with pytest.raises(SystemExit) as e:
+        _tool().main([*argv, "--output", str(tmp_path / "o"), "--image", str(tmp_path / "no.fits")])
+    assert e.value.code == 2
+    assert "no.fits" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "o").exists()
