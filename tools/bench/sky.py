@@ -13,7 +13,9 @@ runs the detector and the classical finder over the held-out fields of the FIRST
 set (``--split train``: the training fields, for development; ``--no-deblend``: one source
 per detected box) and scores both against PyBDSF's catalogues (completeness and reliability per PyBDSF
 S/N bin, ``astrodet.sky.crossmatch``), writing ``DIR/summary.json``, ``DIR/table.md`` and
-one comparison folder per finder.
+one comparison folder per finder. Beside them, PyBDSF on the same fields mirrored left to
+right is scored against PyBDSF (``--no-mirror`` skips it): how much its catalogue moves
+when only the order of the pixels changes.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import logging
 import math
 import multiprocessing
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -244,6 +247,36 @@ def _pooled(metrics: dict, lo: float) -> dict:
     }
 
 
+def mirror_field(path: Path, out: Path) -> Path:
+    """``path`` mirrored left to right, its WCS mirrored with it (the same sky, the pixels in
+    another order), written to ``out`` unless it is there already."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    if out.is_file():
+        return out
+    with fits.open(path) as hdul:
+        data, header = hdul[0].data[..., ::-1], hdul[0].header.copy()
+    w = WCS(header)
+    w.wcs.crpix[0] = header["NAXIS1"] + 1 - w.wcs.crpix[0]
+    # the first pixel axis reversed: its column of the linear transformation changes sign
+    if w.wcs.has_cd():
+        w.wcs.cd[:, 0] *= -1
+    else:
+        pc = w.wcs.get_pc().copy()
+        pc[:, 0] *= -1
+        w.wcs.pc = pc
+    # the old keywords out first: a CD matrix left beside the new PC form would win
+    for key in [*WCS(header).to_header(), *(k for k in header if re.match(r"(CD|PC)\d+_\d+$", k))]:
+        header.remove(key, ignore_missing=True, remove_all=True)
+    header.update(w.to_header())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    fits.PrimaryHDU(np.ascontiguousarray(data), header).writeto(tmp, overwrite=True)
+    os.replace(tmp, out)
+    return out
+
+
 def score_first_heldout(
     *,
     weights: Path,
@@ -253,9 +286,15 @@ def score_first_heldout(
     score_thresh: float = 0.5,
     split: str = "test",
     deblend: bool = False,
+    mirror: bool = True,
 ) -> dict:
     """Detector and classical finder against PyBDSF on the held-out FIRST fields
     (``split="train"``: the training fields).
+
+    With ``mirror``, PyBDSF itself is scored the same way on the fields mirrored left to
+    right (``pybdsf_mirrored``): the same sky and noise, so what it misses or adds is how
+    far PyBDSF's own catalogue moves when nothing physical changes, a ceiling for any
+    finder scored against it.
 
     Returns:
         ``{"fields", "megapixels", finder: {"seconds", "metrics", "snr_ge_10"}}``.
@@ -278,12 +317,20 @@ def score_first_heldout(
         ),
         "classical": build_finder("classical"),
     }
-    found: dict[str, list] = {k: [] for k in finders}
-    seconds = {k: 0.0 for k in finders}
+    names = [*finders, "pybdsf_mirrored"] if mirror else list(finders)
+    found: dict[str, list] = {k: [] for k in names}
+    seconds = {k: 0.0 for k in names}
     reference, mp = [], 0.0
     for path in fields:
         # the labels' own PyBDSF run (cached): the same options as the training labels
         reference.append(read_catalogue(pybdsf_catalogue(path, thresh_isl=3.0, thresh_pix=5.0)))
+        if mirror:
+            # beside the set, so the PyBDSF cache (keyed by path and date) holds across runs
+            flipped = mirror_field(path, root / "mirrored" / split / path.name)
+            start = time.perf_counter()
+            srl = pybdsf_catalogue(flipped, thresh_isl=3.0, thresh_pix=5.0)
+            seconds["pybdsf_mirrored"] += time.perf_counter() - start
+            found["pybdsf_mirrored"].append(read_catalogue(srl))
         with open_field(path) as field:
             mp += field.shape[0] * field.shape[1] / 1e6
             for name, finder in finders.items():
@@ -297,7 +344,7 @@ def score_first_heldout(
         "fields": len(fields),
         "megapixels": mp,
     }
-    for name in finders:
+    for name in names:
         cat_path = _stack(found[name], output / f"{name}.fits")
         metrics = compare_catalogues(
             reference=ref_path,
@@ -319,7 +366,7 @@ def score_first_heldout(
 
 def format_heldout(summary: dict) -> str:
     """Markdown table: completeness / reliability per PyBDSF S/N bin, both finders."""
-    names = [k for k in ("detector", "classical") if k in summary]
+    names = [k for k in ("detector", "classical", "pybdsf_mirrored") if k in summary]
     bins = summary[names[0]]["metrics"]["snr_bins"]
     head = "| PyBDSF S/N | PyBDSF sources | " + " | ".join(
         f"{n} completeness | {n} reliability" for n in names
@@ -398,6 +445,13 @@ def main(argv=None) -> int:
         default=False,
         help="detector: one source per separate maximum in a box (DetectorFinder(deblend))",
     )
+    p.add_argument(
+        "--mirror",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also score PyBDSF on the fields mirrored left to right against itself: how "
+        "far its catalogue moves when nothing physical changes",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--reference-dir", help="find_sources folder of the reference (e.g. PyBDSF)")
     p.add_argument("--catalog-dir", help="find_sources folder to score against it")
@@ -426,6 +480,7 @@ def main(argv=None) -> int:
             score_thresh=args.score_thresh,
             split=args.split,
             deblend=args.deblend,
+            mirror=args.mirror,
         )
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         p.exit(2, f"{p.prog}: error: {e}\n")
