@@ -3,8 +3,8 @@
 MGCLS boxes in the paper are PyBDSF catalogues turned into boxes, so a detector trained on
 them learns to agree with PyBDSF. :func:`pybdsf_catalogue` runs PyBDSF once per image and
 option set and keeps the source list under ``$ASTRODET_CACHE/pybdsf`` (default
-``datasets_root()/cache/pybdsf``), keyed by the file's resolved path, size and modification
-time and every PyBDSF option, so a second run is a lookup. :func:`label_fields` feeds those
+``datasets_root()/cache/pybdsf``), keyed by the file's content, PyBDSF's version and every
+PyBDSF option, so a second run is a lookup, wherever the file has moved. :func:`label_fields` feeds those
 lists through :func:`astrodet.data.mgcls.prepare_mgcls` (the paper's labelling: FWHM
 ellipses projected through the WCS, tiles in display orientation).
 
@@ -69,13 +69,16 @@ def pybdsf_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 def _cache_key(image: Path, options: dict) -> str:
+    """The file's content (not its path or date: a copied or moved field is found again, an
+    edited one is not), PyBDSF's version and the options."""
     import bdsf
 
-    st = image.stat()
+    content = hashlib.sha1()
+    with open(image, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            content.update(block)
     ident = {
-        "path": str(image.resolve()),
-        "size": st.st_size,
-        "mtime_ns": st.st_mtime_ns,
+        "content": content.hexdigest(),
         "bdsf": getattr(bdsf, "__version__", "?"),
         "options": options,
     }

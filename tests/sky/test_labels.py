@@ -32,6 +32,18 @@ def test_pybdsf_catalogue_is_cached_by_file_and_options(real_data, tmp_path, mon
     # other options are another entry
     other = labels.pybdsf_catalogue(image, thresh_isl=4.0, thresh_pix=6.0)
     assert other != first and len(calls) == 2
+    # the key is the content: a copy elsewhere is found, a changed pixel is not
+    import shutil
+
+    from astropy.io import fits
+
+    shutil.copy(image, tmp_path / "ch0_I.fits")
+    assert labels.pybdsf_catalogue(tmp_path / "ch0_I.fits", thresh_isl=3.0, thresh_pix=5.0) == first
+    assert len(calls) == 2
+    with fits.open(tmp_path / "ch0_I.fits", mode="update") as hdul:
+        hdul[0].data[0, 0, 10, 10] += 1.0
+    changed = labels.pybdsf_catalogue(tmp_path / "ch0_I.fits", thresh_isl=3.0, thresh_pix=5.0)
+    assert changed != first and len(calls) == 3
 
 
 def test_prepare_mgcls_with_catalog_pybdsf_writes_coco_boxes(real_data, tmp_path, monkeypatch):

@@ -325,7 +325,7 @@ def score_first_heldout(
         # the labels' own PyBDSF run (cached): the same options as the training labels
         reference.append(read_catalogue(pybdsf_catalogue(path, thresh_isl=3.0, thresh_pix=5.0)))
         if mirror:
-            # beside the set, so the PyBDSF cache (keyed by path and date) holds across runs
+            # written once beside the set; PyBDSF's run of it is cached like the others
             flipped = mirror_field(path, root / "mirrored" / split / path.name)
             start = time.perf_counter()
             srl = pybdsf_catalogue(flipped, thresh_isl=3.0, thresh_pix=5.0)
