@@ -46,6 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score-thresh", type=float, default=0.5, help="detector: min score (0.5)")
     p.add_argument("--batch-size", type=int, default=8, help="detector: tiles per pass (8)")
     p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="detector: the backbone in bfloat16 where the CPU/GPU computes it natively "
+        "(auto), or always (bf16), or float32 throughout (fp32)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads of the detector, or PyBDSF's worker processes (default: the cores "
+        "this process may use, shared among the processes of torchrun)",
+    )
+    p.add_argument(
         "--no-rescale",
         action="store_true",
         help="detector: do not resample fields to the training beam in pixels",
@@ -83,15 +97,23 @@ def build(args, parser):
             rescale=not args.no_rescale,
             deblend=args.deblend,
             progress=sys.stderr.isatty(),
+            num_threads=args.threads,
+            precision=args.precision,
         )
     if args.opts or args.config_file or args.weights:
         parser.error(f"--finder {name} takes no config, weights or KEY=VALUE overrides")
+    if name == "pybdsf":
+        from astrodet.sky.finders.detector import default_threads
+
+        return build_finder(name, ncores=args.threads or default_threads())
     return build_finder(name)
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
     # --image takes every word up to the next option: KEY=VALUE overrides after it belong to opts
     moved = [a for a in args.image if "=" in a and not Path(a).exists()]
     args.image = [a for a in args.image if a not in moved]

@@ -203,3 +203,44 @@ def test_images_shared_across_processes_as_under_torchrun(tmp_path, tiny, monkey
             shared = Table.read(tmp_path / f"rank{rank}" / f"{stem}.fits")
             assert len(alone) == len(shared) > 0
             np.testing.assert_allclose(np.asarray(alone["ra"]), np.asarray(shared["ra"]))
+
+
+def test_bf16_backbone_gives_the_float32_boxes(tmp_path, tiny):
+    image = _fits(tmp_path / "field.fits")
+    found = {}
+    for precision in ("fp32", "bf16"):
+        finder = DetectorFinder.from_config(
+            CONFIG, tiny, overrides=TINY, score_thresh=0.0, progress=False, precision=precision
+        )
+        assert finder.precision == precision
+        with open_field(image) as field:
+            found[precision] = finder.detect(field)
+            if precision == "bf16":
+                assert finder.find(field).meta["PRECISN"] == "bf16"
+    (b32, s32), (b16, _) = found["fp32"], found["bf16"]
+    assert len(b32) > 0
+    # the same detections; the boxes a small fraction of a pixel apart
+    strong = s32 > s32.max() / 2
+    for box in b32[strong]:
+        assert np.abs(b16 - box).max(axis=1).min() < 0.25
+    with pytest.raises(ValueError, match="precision"):
+        DetectorFinder.from_config(CONFIG, tiny, overrides=TINY, precision="fp16")
+
+
+def test_inference_threads(tmp_path, tiny, monkeypatch, capsys):
+    from astrodet.sky.finders.detector import default_threads
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    assert default_threads() == 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")  # torchrun's processes share the cores
+    assert default_threads() == 2
+    before = torch.get_num_threads()
+    try:
+        DetectorFinder.from_config(CONFIG, tiny, overrides=TINY, num_threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    image = _fits(tmp_path / "f.fits")
+    with pytest.raises(SystemExit) as e:
+        _run("--finder", "classical", "--image", image, "--output", tmp_path / "o", "--threads", 0)
+    assert e.value.code == 2 and "--threads" in capsys.readouterr().err

@@ -132,6 +132,16 @@ def merge_tile_boxes(
     return b[alive], s[alive]
 
 
+def default_threads() -> int:
+    """This process's share of the CPU cores it may run on: all of them, divided among the
+    processes ``torchrun`` started on this machine (``LOCAL_WORLD_SIZE``)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
+
+
 def _peak_snr(tile: np.ndarray) -> float:
     """The brightest pixel of a tile in units of its noise (median and the median absolute
     deviation scaled to a Gaussian sigma: robust to the sources in the tile, and a tenth of
@@ -151,6 +161,40 @@ def _fill_nan(tile: np.ndarray) -> np.ndarray:
         tile = tile.copy()
         tile[bad] = np.median(good) if good.size else 0.0
     return tile
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def bf16_native(device: str = "cpu") -> bool:
+    """Whether ``device`` computes in bfloat16 natively (CPUs with AVX512-BF16 or AMX, GPUs
+    from Ampere on); elsewhere bfloat16 is emulated and slower than float32."""
+    import torch
+
+    try:
+        if str(device).startswith("cuda"):
+            return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _autocast_backbone(backbone, device_type: str):
+    """``backbone`` run under bfloat16 autocast, its features handed on in float32."""
+    import torch
+
+    class AutocastBackbone(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+            self.out_channels = getattr(inner, "out_channels", None)
+
+        def forward(self, x):
+            with torch.autocast(device_type, dtype=torch.bfloat16):
+                out = self.inner(x)
+            return type(out)((k, v.float()) for k, v in out.items())
+
+    return AutocastBackbone(backbone)
 
 
 @register_finder("detector")
@@ -181,6 +225,11 @@ class DetectorFinder:
             source per maximum.
         thresh_pix: the S/N of a maximum that deblending splits off (PyBDSF's
             ``thresh_pix``).
+        precision: ``"bf16"`` runs the backbone (the trunk's matrix products, most of the
+            time on a CPU) in bfloat16 and the rest in float32; ``"fp32"`` all in float32;
+            ``"auto"``: bf16 where the device computes it natively (:func:`bf16_native`).
+            The box head stays in float32: in bfloat16 its boxes move by a good part of a
+            pixel. The model's backbone is wrapped for this.
     """
 
     name = "detector"
@@ -203,9 +252,22 @@ class DetectorFinder:
         min_peak_snr: float | None = 4.0,
         deblend: bool = False,
         thresh_pix: float = 5.0,
+        precision: str = "auto",
     ):
         if tile_size < 16:
             raise ValueError(f"tile_size must be >= 16 pixels, got {tile_size}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        import torch
+
+        has_backbone = isinstance(getattr(model, "backbone", None), torch.nn.Module)
+        if precision == "auto":
+            precision = "bf16" if has_backbone and bf16_native(device) else "fp32"
+        elif precision == "bf16" and not has_backbone:
+            raise ValueError("precision='bf16' needs a model with a .backbone module")
+        self.precision = precision
+        if precision == "bf16":
+            model.backbone = _autocast_backbone(model.backbone, str(device).split(":")[0])
         self.model = model.eval()
         self.tile_size = int(tile_size)
         self.beam_pixels = float(beam_pixels) if beam_pixels else None
@@ -233,12 +295,16 @@ class DetectorFinder:
         weights: str | os.PathLike,
         *,
         overrides: Sequence[str] = (),
+        num_threads: int | None = None,
         **kwargs,
     ) -> DetectorFinder:
         """Build the model of a LazyConfig, load ``weights`` strictly, read the tile size,
         tile overlap and training beam from the checkpoint's ``meta`` (what the weights were
         trained at) or else the config's ``dataloader.tile_size`` / ``.tile_overlap`` /
         ``.beam_pixels``, and the stretch from ``dataloader.test.stretch``.
+
+        ``num_threads`` sets torch's CPU threads; None: :func:`default_threads` (the
+        config's ``train.num_threads`` is a training setting and is not used here).
 
         Raises:
             FileNotFoundError: no config or weights file.
@@ -256,7 +322,9 @@ class DetectorFinder:
                 raise FileNotFoundError(f"{p} not found")
         cfg = LazyConfig.apply_overrides(LazyConfig.load(str(config_file)), list(overrides))
         dl = cfg.dataloader
-        torch.set_num_threads(int(cfg.train.get("num_threads") or torch.get_num_threads()))
+        if num_threads is not None and int(num_threads) < 1:
+            raise ValueError(f"num_threads must be at least 1, got {num_threads}")
+        torch.set_num_threads(int(num_threads or default_threads()))
         model = instantiate(cfg.model)
         try:
             rest = Checkpointer(model).load(weights, checkpointables=False)
@@ -395,6 +463,7 @@ class DetectorFinder:
             "BEAM_MIN": field.beam.min,
             "BEAM_PA": field.beam.pa,
             "NTILES": self.stats["tiles"],
+            "PRECISN": self.precision,
             "NSKIPNAN": self.stats["skipped_nan_tiles"],
         }
         if field.pixel_scale:
