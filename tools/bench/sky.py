@@ -127,11 +127,31 @@ def _peak_memory_child(path: str, weights: str | None, queue) -> None:
     queue.put({"peak_rss_mib": rss, "seconds": seconds, "sources": len(table)})
 
 
+def _best_of(finder, field, repeats: int):
+    """(fastest seconds of ``repeats`` timed ``finder.find(field)`` after an untimed one, the
+    catalogue): the first call pays for imports, thread pools and worker start-up."""
+    result = finder.find(field)
+    best = math.inf
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        result = finder.find(field)
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
 def bench_sky(
-    *, workdir: Path, size: int = 1024, large: int = 4096, weights: Path | None = None, seed=0
+    *,
+    workdir: Path,
+    size: int = 1024,
+    large: int = 4096,
+    weights: Path | None = None,
+    seed=0,
+    repeats: int = 2,
 ) -> dict[str, Any]:
-    """Seconds per megapixel of the detector finder and of PyBDSF on one synthetic field,
-    and the detector finder's peak memory on a ``large`` x ``large`` memory-mapped field."""
+    """Seconds per megapixel of the detector finder and of PyBDSF on one synthetic field
+    (the fastest of ``repeats`` runs after a warm-up, at one core each and at all cores
+    each), and the detector finder's peak memory on a ``large`` x ``large`` memory-mapped
+    field."""
     import torch
 
     from astrodet.sky import open_field
@@ -147,13 +167,12 @@ def bench_sky(
     for suffix, n in (("", 1), ("_all_cores", cores)):
         finder, trained = _detector(weights, num_threads=n)
         out["trained_weights"], out["precision"] = trained, finder.precision
+        pybdsf = build_finder("pybdsf", ncores=n)
         with open_field(field_path) as field:
-            start = time.perf_counter()
-            det = finder.find(field)
-            out[f"detector_s_per_mp{suffix}"] = (time.perf_counter() - start) / mp
-            start = time.perf_counter()
-            ref = build_finder("pybdsf", ncores=n).find(field)
-            out[f"pybdsf_s_per_mp{suffix}"] = (time.perf_counter() - start) / mp
+            seconds, det = _best_of(finder, field, repeats)
+            out[f"detector_s_per_mp{suffix}"] = seconds / mp
+            seconds, ref = _best_of(pybdsf, field, repeats)
+            out[f"pybdsf_s_per_mp{suffix}"] = seconds / mp
         out[f"speedup_vs_pybdsf{suffix}"] = (
             out[f"pybdsf_s_per_mp{suffix}"] / out[f"detector_s_per_mp{suffix}"]
         )
@@ -200,7 +219,12 @@ def run(s: dict[str, Any], device) -> dict[str, Any]:
     large = int(os.environ.get("ASTRODET_SKY_LARGE", 8192))
     with tempfile.TemporaryDirectory(prefix="sky_bench_") as tmp:
         return bench_sky(
-            workdir=Path(tmp), size=size, large=large, weights=weights, seed=s.get("seed", 0)
+            workdir=Path(tmp),
+            size=size,
+            large=large,
+            weights=weights,
+            seed=s.get("seed", 0),
+            repeats=min(int(s.get("repeats", 2)), 2),
         )
 
 
