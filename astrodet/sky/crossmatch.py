@@ -301,20 +301,14 @@ def snr_from_field(table, field) -> np.ndarray:
 
 def _restrict(ref, cat, field, metrics: dict):
     """Both catalogues cut to the field's data; unknown reference S/N measured on it."""
+    kept = []
     for name, table in (("reference", ref), ("catalog", cat)):
         keep = in_field(table, field)
         metrics[f"n_{name}_outside_image"] = int((~keep).sum())
-        if (~keep).any():
-            logger.info(
-                "%s: %d of %d sources lie off the image's data: left out",
-                name,
-                (~keep).sum(),
-                len(keep),
-            )
-        if name == "reference":
-            ref = table[keep]
-        else:
-            cat = table[keep]
+        if not keep.all():
+            logger.info("%s: %d of %d sources off the image's data", name, (~keep).sum(), len(keep))
+        kept.append(table[keep])
+    ref, cat = kept
     unknown = ~np.isfinite(np.asarray(ref["snr"], float))
     metrics["n_reference_snr_from_image"] = int(unknown.sum())
     if unknown.any():

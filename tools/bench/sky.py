@@ -113,11 +113,8 @@ def _detector(weights: Path | None, **kwargs):
 def _peak_memory_child(path: str, weights: str | None, queue) -> None:
     import resource
 
-    import torch
-
     from astrodet.sky import open_field
 
-    torch.set_num_threads(1)
     finder, _ = _detector(Path(weights) if weights else None, num_threads=1)
     start = time.perf_counter()
     with open_field(path) as field:
@@ -152,8 +149,6 @@ def bench_sky(
     (the fastest of ``repeats`` runs after a warm-up, at one core each and at all cores
     each), and the detector finder's peak memory on a ``large`` x ``large`` memory-mapped
     field."""
-    import torch
-
     from astrodet.sky import open_field
     from astrodet.sky.finders import build_finder
     from astrodet.sky.finders.detector import default_threads
@@ -176,7 +171,6 @@ def bench_sky(
         out[f"speedup_vs_pybdsf{suffix}"] = (
             out[f"pybdsf_s_per_mp{suffix}"] / out[f"detector_s_per_mp{suffix}"]
         )
-    torch.set_num_threads(1)
     out["detector_sources"], out["pybdsf_sources"] = len(det), len(ref)
     logger.info("sky: %s", out)
     big = write_synthetic_field(workdir / f"sky_{large}.fits", size=large, seed=seed + 1)
