@@ -46,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score-thresh", type=float, default=0.5, help="detector: min score (0.5)")
     p.add_argument("--batch-size", type=int, default=8, help="detector: tiles per pass (8)")
     p.add_argument(
+        "--min-snr",
+        type=float,
+        default=5.0,
+        help="detector: leave out sources whose measured S/N is below this (5, PyBDSF's "
+        "thresh_pix; 0 keeps every detection)",
+    )
+    p.add_argument(
         "--precision",
         choices=["auto", "fp32", "bf16"],
         default="auto",
@@ -99,6 +106,7 @@ def build(args, parser):
             progress=sys.stderr.isatty(),
             num_threads=args.threads,
             precision=args.precision,
+            min_snr=args.min_snr,
         )
     if args.opts or args.config_file or args.weights:
         parser.error(f"--finder {name} takes no config, weights or KEY=VALUE overrides")

@@ -198,3 +198,19 @@ def test_tiles_without_a_bright_pixel_are_not_shown_to_the_network(tmp_path):
         everything = _finder(ThresholdDetector(0.4), min_peak_snr=None)
         assert len(everything.detect(field)[0]) == 1
         assert everything.model.calls == 9
+
+
+def test_detections_below_min_snr_are_left_out(tmp_path):
+    # noise of 1e-3, a source at S/N 50 and one at S/N 4: a low threshold boxes both (and
+    # noise peaks, all below S/N 5 in 4096 pixels)
+    path = _field(tmp_path, _sky((64, 64), [(30.0, 20.0, 0.05), (12.0, 50.0, 0.004)], seed=2))
+    kw = dict(measure=True, min_peak_snr=None)
+    with open_field(path) as field:
+        every = _finder(ThresholdDetector(0.15), min_snr=None, **kw).find(field)
+        finder = _finder(ThresholdDetector(0.15), **kw)  # the default: S/N 5
+        table = finder.find(field)
+    snr = np.asarray(every["snr"])
+    assert (snr < 5).sum() >= 1 and (snr >= 5).sum() == 1
+    assert len(table) == 1 and table["snr"][0] > 40 and table["x"][0] == pytest.approx(30, abs=1)
+    assert finder.stats["below_min_snr"] == len(every) - 1
+    assert list(table["source_id"]) == [0] and table.meta["MINSNR"] == 5.0

@@ -75,7 +75,8 @@ def test_find_sources_writes_catalogue_and_picture(tmp_path, tiny):
     image = _fits(tmp_path / "field.fits")
     out = tmp_path / "out"
     args = ["--config-file", CONFIG, "--weights", tiny, "--image", image, "--output", out]
-    assert _run(*args, "--score-thresh", "0.0", "--batch-size", "4", *TINY) == 0
+    every = ["--score-thresh", "0.0", "--min-snr", "0"]  # every box the random model gives
+    assert _run(*args, *every, "--batch-size", "4", *TINY) == 0
     for suffix in ("fits", "csv", "reg", "png"):
         assert (out / f"field.{suffix}").stat().st_size > 0
     table = Table.read(out / "field.fits")
@@ -96,6 +97,10 @@ def test_find_sources_writes_catalogue_and_picture(tmp_path, tiny):
     with pytest.raises(SystemExit) as e:
         _run(*args, *TINY)
     assert e.value.code == 2
+    assert _run(*args, "--overwrite", "--score-thresh", "0.0", *TINY) == 0
+    # the default S/N cut keeps only the measured sources at S/N 5 or more
+    bright = Table.read(out / "field.fits")
+    assert 0 < len(bright) == int((np.asarray(table["snr"]) >= 5).sum()) < len(table)
     assert _run(*args, "--overwrite", "--score-thresh", "0.99", *TINY) == 0
 
 

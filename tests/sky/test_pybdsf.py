@@ -57,3 +57,38 @@ def test_first_cutout_without_beam_needs_one(real_data, tmp_path):
     with open_field(image, beam=(5.4, 5.4, 0.0)) as field:
         x, y = field.world_to_pixel(table["ra"], table["dec"])
     assert np.all((x > -1) & (x < 300) & (y > -1) & (y < 300))
+
+
+def test_cd_matrix_header_is_read_as_cdelt_and_pc(real_data, tmp_path):
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from astrodet.sky.finders.pybdsf import cdelt_header
+
+    image = real_data / "pybdsf_test" / "ch0_I.fits"
+    with fits.open(image) as hdul:
+        data, header = hdul[0].data, hdul[0].header.copy()
+    # the same WCS as a rotated CD matrix: CDELT dropped, as mosaicking tools write it
+    scale, turn = header["CDELT2"], np.deg2rad(20.0)
+    cd = scale * np.array([[-np.cos(turn), np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    for k in ("CDELT1", "CDELT2"):
+        del header[k]
+    for i in range(2):
+        for j in range(2):
+            header[f"CD{i + 1}_{j + 1}"] = cd[i, j]
+    fits.PrimaryHDU(data, header).writeto(tmp_path / "cd.fits")
+    rewritten = cdelt_header(header)
+    assert "CD1_1" not in rewritten and rewritten["CDELT1"] < 0 < rewritten["CDELT2"]
+    xy = np.array([[0.0, 0, 0, 0], [100.0, 40.0, 0, 0]])
+    np.testing.assert_allclose(
+        WCS(rewritten).all_pix2world(xy, 0), WCS(header).all_pix2world(xy, 0)
+    )
+    assert cdelt_header(fits.getheader(image)) is None
+    # PyBDSF runs on it (it fails on a bare CD matrix) and places the sources on the sky
+    # through the rotated WCS
+    with open_field(tmp_path / "cd.fits") as field:
+        table = build_finder("pybdsf").find(field)
+        x, y = field.world_to_pixel(table["ra"], table["dec"])
+    assert len(table) >= 10
+    np.testing.assert_allclose(x, table["x"], atol=0.5)
+    np.testing.assert_allclose(y, table["y"], atol=0.5)

@@ -225,6 +225,10 @@ class DetectorFinder:
             source per maximum.
         thresh_pix: the S/N of a maximum that deblending splits off (PyBDSF's
             ``thresh_pix``).
+        min_snr: measured sources whose S/N (peak over the local rms) is below this are
+            left out of the catalogue, as a catalogue's peak threshold does (PyBDSF's
+            ``thresh_pix``, 5 by default): the network also boxes noise peaks that look like
+            faint sources. None keeps every detection (with ``measure``).
         precision: ``"bf16"`` runs the backbone (the trunk's matrix products, most of the
             time on a CPU) in bfloat16 and the rest in float32; ``"fp32"`` all in float32;
             ``"auto"``: bf16 where the device computes it natively (:func:`bf16_native`).
@@ -253,6 +257,7 @@ class DetectorFinder:
         deblend: bool = False,
         thresh_pix: float = 5.0,
         precision: str = "auto",
+        min_snr: float | None = 5.0,
     ):
         if tile_size < 16:
             raise ValueError(f"tile_size must be >= 16 pixels, got {tile_size}")
@@ -285,6 +290,7 @@ class DetectorFinder:
         self.min_peak_snr = min_peak_snr
         self.deblend = bool(deblend)
         self.thresh_pix = float(thresh_pix)
+        self.min_snr = float(min_snr) if min_snr else None
         self.stats: dict = {}
 
     # ------------------------------------------------------------------ building
@@ -474,9 +480,24 @@ class DetectorFinder:
             )
             return table if len(boxes) else new_catalogue(meta=meta)
         meta["DEBLEND"] = self.deblend
+        meta["MINSNR"] = self.min_snr or 0.0
         table = measure_field(
             field, boxes, scores, meta=meta, deblend=self.deblend, thresh_pix=self.thresh_pix
         )
+        if self.min_snr:
+            with np.errstate(invalid="ignore"):
+                faint = ~(np.asarray(table["snr"], float) >= self.min_snr)
+            if faint.any():
+                logger.info(
+                    "%s: %d of %d detections below S/N %g (or unmeasurable) left out",
+                    field.path,
+                    faint.sum(),
+                    len(table),
+                    self.min_snr,
+                )
+                table = table[~faint]
+                table["source_id"] = np.arange(len(table))
+            self.stats["below_min_snr"] = int(faint.sum())
         self.stats["sources"] = len(table)
         return table
 

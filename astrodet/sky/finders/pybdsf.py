@@ -54,6 +54,33 @@ def _beam_triple(beam) -> tuple[float, float, float] | None:
     return values[0], values[1], values[2]
 
 
+def cdelt_header(header):
+    """``header`` with a CD matrix rewritten as CDELT and PC (the same WCS), or None when it
+    has no CD matrix: PyBDSF reads the pixel size from ``CDELTi`` and fails without it."""
+    import math
+    import re
+
+    cd = {
+        tuple(map(int, m.groups())): header[k]
+        for k in header
+        if (m := re.match(r"CD(\d+)_(\d+)$", k))
+    }
+    if not cd:
+        return None
+    out = header.copy()
+    for i in sorted({i for i, _ in cd}):
+        row = {j: v for (ii, j), v in cd.items() if ii == i}
+        scale = math.hypot(*row.values()) or 1.0
+        # the sign of the diagonal term: east-left images keep a negative CDELT1
+        scale = math.copysign(scale, row.get(i, 1.0) or 1.0)
+        out[f"CDELT{i}"] = scale
+        for j, v in row.items():
+            out[f"PC{i}_{j}"] = v / scale
+    for i, j in cd:
+        out.remove(f"CD{i}_{j}")
+    return out
+
+
 def run_pybdsf(
     image: str | os.PathLike,
     *,
@@ -112,10 +139,16 @@ def run_pybdsf(
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pybdsf_") as tmp:
         local = Path(tmp) / image.name
-        try:
-            local.symlink_to(image.resolve())
-        except OSError:
-            shutil.copyfile(image, local)
+        rewritten = cdelt_header(header)
+        if rewritten is not None:
+            # a copy PyBDSF can read (pixels streamed from the memory map)
+            with fits.open(image, memmap=True, do_not_scale_image_data=True) as hdul:
+                fits.PrimaryHDU(hdul[0].data, rewritten).writeto(local)
+        else:
+            try:
+                local.symlink_to(image.resolve())
+            except OSError:
+                shutil.copyfile(image, local)
         # PyBDSF prints progress and warnings even when quiet: keep the caller's output clean
         sink = io.StringIO()
         with warnings.catch_warnings(), contextlib.redirect_stdout(sink), _quiet_pybdsf_log():
