@@ -299,6 +299,22 @@ def snr_from_field(table, field) -> np.ndarray:
     return np.asarray(measured["snr"], float)
 
 
+def _beyond_extent(ref, cat, radius_arcsec: float) -> int:
+    """How many reference sources lie farther from the catalogue's centre than its farthest
+    source plus the match radius (0 without sky positions on both sides)."""
+    if len(cat) < 2 or not (_has_sky(ref) and _has_sky(cat)):
+        return 0
+    import astropy.units as u
+    from astropy.coordinates import SkyCoord
+
+    c = SkyCoord(np.asarray(cat["ra"], float) * u.deg, np.asarray(cat["dec"], float) * u.deg)
+    r = SkyCoord(np.asarray(ref["ra"], float) * u.deg, np.asarray(ref["dec"], float) * u.deg)
+    centre = SkyCoord(c.cartesian.mean(), representation_type="cartesian").spherical
+    centre = SkyCoord(centre.lon, centre.lat)
+    reach = c.separation(centre).max() + radius_arcsec * u.arcsec
+    return int((r.separation(centre) > reach).sum())
+
+
 def _restrict(ref, cat, field, metrics: dict):
     """Both catalogues cut to the field's data; unknown reference S/N measured on it."""
     kept = []
@@ -371,6 +387,15 @@ def compare_catalogues(
         radius_arcsec, source = default_radius(ref, cat, beam=beam)
     if not radius_arcsec > 0:
         raise ValueError(f"the match radius must be positive, got {radius_arcsec}")
+    if image is None:
+        beyond = _beyond_extent(ref, cat, radius_arcsec)
+        if beyond > 0.2 * len(ref):
+            logger.warning(
+                "%d of %d reference sources lie beyond the sky the catalogue covers: they count "
+                "as missed; give the field (--image) to compare on its data only",
+                beyond,
+                len(ref),
+            )
     out = prepare_output_dir(output_dir, overwrite=overwrite)
     match = crossmatch(ref, cat, radius=radius_arcsec)
     metrics = match_metrics(ref, cat, match)

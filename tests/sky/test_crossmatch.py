@@ -142,7 +142,7 @@ def _blanked_field(tmp_path):
     return tmp_path / "field.fits", w
 
 
-def test_image_cuts_a_survey_list_to_the_field_and_measures_its_snr(tmp_path):
+def test_image_cuts_a_survey_list_to_the_field_and_measures_its_snr(tmp_path, caplog):
     from astropy.table import Table
 
     from astrodet.sky.crossmatch import compare_catalogues
@@ -171,11 +171,14 @@ def test_image_cuts_a_survey_list_to_the_field_and_measures_its_snr(tmp_path):
     assert m["radius_arcsec"] == pytest.approx(3.0) and m["radius_from"] == "the image's beam"
     by_bin = {b["label"]: b["n_reference"] for b in m["snr_bins"]}
     assert by_bin == {"5-10": 0, "10-20": 1, "20-50": 0, ">50": 1}
-    # without the image the sky around the field counts as missed
-    m = compare_catalogues(
-        reference=tmp_path / "survey.csv",
-        catalog=tmp_path / "found.fits",
-        output_dir=tmp_path / "cmp2",
-        radius_arcsec=3.0,
-    )
+    assert "lie beyond" not in caplog.text
+    # without the image the sky around the field counts as missed, and a warning says so
+    with caplog.at_level("WARNING", logger="astrodet.sky.crossmatch"):
+        m = compare_catalogues(
+            reference=tmp_path / "survey.csv",
+            catalog=tmp_path / "found.fits",
+            output_dir=tmp_path / "cmp2",
+            radius_arcsec=3.0,
+        )
     assert m["n_reference"] == 4 and m["completeness"] == pytest.approx(0.75)
+    assert "1 of 4 reference sources lie beyond" in caplog.text and "--image" in caplog.text
