@@ -7,7 +7,9 @@ of every extra axis is used (the Stokes-I plane where a STOKES axis says which o
 
 Units: the beam is FWHM in arcsec with its position angle in degrees east of north (the
 header's ``BMAJ``/``BMIN``/``BPA`` are in degrees). Without a celestial WCS there is no pixel
-scale: sizes, the beam's included, are then understood in pixels.
+scale: sizes, the beam's included, are then understood in pixels. Pixels are read in
+Jy/beam: an image whose ``BUNIT`` says mJy/beam or uJy/beam is scaled on reading; another
+unit (K, Jy/pixel) is read as it is, with a warning.
 """
 
 from __future__ import annotations
@@ -25,13 +27,27 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Beam", "Field", "FieldError", "Tile", "add_beam_argument", "open_field"]
+__all__ = [
+    "Beam",
+    "Field",
+    "FieldError",
+    "Tile",
+    "add_beam_argument",
+    "flux_unit_scale",
+    "open_field",
+]
 
 _FWHM_TO_SIGMA2 = 1.0 / (8.0 * math.log(2.0))  # sigma^2 = FWHM^2 / (8 ln 2)
 # AIPS writes the restoring beam into HISTORY instead of BMAJ/BMIN/BPA (FIRST, many VLA images).
 _AIPS_BEAM = re.compile(
     r"BMAJ\s*=\s*([-+.\dEeDd]+)\s+BMIN\s*=\s*([-+.\dEeDd]+)\s+BPA\s*=\s*([-+.\dEeDd]+)"
 )
+# BUNIT of a radio image: an SI prefix, Jy, per beam (written many ways, any case).
+_JY_PER_BEAM = re.compile(
+    r"^\s*(?P<prefix>[mun]?)jy\s*(?:/\s*(?:beam|bm)|[\s.*]*(?:beam|bm)\s*(?:\^|\*\*)?\s*-1)\s*$",
+    re.IGNORECASE,
+)
+_PREFIX = {"": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 # Rows of a strided sample checked first for finite pixels (cheap on a memory map).
 _SAMPLE_PIXELS = 1 << 20
 
@@ -133,6 +149,32 @@ def _header_beam(header, path: Path) -> Beam | None:
     return None
 
 
+def flux_unit_scale(bunit, path=None) -> float:
+    """The factor that turns pixel values in ``bunit`` into Jy/beam.
+
+    Args:
+        bunit: the header's ``BUNIT`` (None or empty: Jy/beam assumed). Radio images write
+            it in many ways (``JY/BEAM``, ``Jy/beam``, ``mJy/beam``, ``Jy beam-1``); the
+            prefix is read case-insensitively (no image is in megajansky per beam).
+        path: the file, named in the warning.
+
+    Returns:
+        1 for Jy/beam, 1e-3 for mJy/beam, 1e-6 for uJy/beam; 1 with a warning for a unit
+        that is not a flux density per beam (K, Jy/pixel): values are then used as they are.
+    """
+    if bunit is None or not str(bunit).strip():
+        return 1.0
+    m = _JY_PER_BEAM.match(str(bunit))
+    if m is None:
+        warnings.warn(
+            f"{path or 'image'}: BUNIT {str(bunit)!r} is not a flux density per beam: pixel "
+            "values are used as they are (fluxes in the catalogue are in these units)",
+            stacklevel=3,
+        )
+        return 1.0
+    return _PREFIX[m.group("prefix").lower()]
+
+
 def _stokes_i_index(header, axis: int, n: int) -> int:
     """Index of Stokes I along FITS axis ``axis`` (1-based), 0 when I is not there."""
     crval = float(header.get(f"CRVAL{axis}", 1.0))
@@ -148,7 +190,8 @@ class Field:
 
     Use :func:`open_field` to make one. Attributes: ``path``, ``shape`` (ny, nx), ``wcs``
     (celestial 2-D WCS or None), ``beam``, ``pixel_scale`` (arcsec/pixel or None),
-    ``header`` (2-D celestial header).
+    ``flux_scale`` (what the file's values are multiplied by to be in Jy/beam), ``header``
+    (2-D celestial header).
     """
 
     def __init__(self, path: Path, hdul, hdu_index, *, beam: Beam | None, pixel_scale=None):
@@ -186,8 +229,14 @@ class Field:
         self._data = data
         self.shape = (int(data.shape[-2]), int(data.shape[-1]))
 
-        self._bscale = float(full.get("BSCALE", 1.0))
-        self._bzero = float(full.get("BZERO", 0.0))
+        # pixel values in Jy/beam: the flux unit folds into the FITS scaling of each read
+        self.flux_scale = flux_unit_scale(full.get("BUNIT"), path)
+        if self.flux_scale != 1.0:
+            logger.info(
+                "%s: BUNIT %s: pixels read in Jy/beam (x %g)", path, full["BUNIT"], self.flux_scale
+            )
+        self._bscale = float(full.get("BSCALE", 1.0)) * self.flux_scale
+        self._bzero = float(full.get("BZERO", 0.0)) * self.flux_scale
         self._blank = full.get("BLANK") if data.dtype.kind in "iu" else None
 
         wcs = None
@@ -217,6 +266,8 @@ class Field:
         for key in ("BUNIT", "TELESCOP", "OBJECT", "DATE-OBS"):
             if key in full:
                 header[key] = full[key]
+        if self.flux_scale != 1.0:
+            header["BUNIT"] = "Jy/beam"
 
         header_beam = _header_beam(full, path)
         if beam is None and header_beam is None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from astrodet.sky.field import Beam, FieldError, open_field
+from astrodet.sky.field import Beam, FieldError, flux_unit_scale, open_field
 
 
 def _header(nx=40, ny=30, *, beam=True, bpa=True, axes4=False):
@@ -128,6 +128,57 @@ def test_bscale_bzero_and_blank(tmp_path):
     assert out.dtype == np.float32
     assert np.isnan(out[0, 3])
     np.testing.assert_allclose(out[1, 1], 5 * 0.5 + 10.0)
+
+
+@pytest.mark.parametrize(
+    "bunit,scale",
+    [
+        ("JY/BEAM", 1.0),
+        ("Jy beam-1", 1.0),
+        ("mJy/beam", 1e-3),
+        ("MJY/BEAM", 1e-3),
+        ("uJy/beam", 1e-6),
+        (None, 1.0),
+    ],
+)
+def test_pixels_are_read_in_jy_per_beam(tmp_path, bunit, scale):
+    data = np.full((30, 40), 2.5, np.float32)
+    h = _header()
+    if bunit is not None:
+        h["BUNIT"] = bunit
+    _write(tmp_path / "f.fits", data, h)
+    with open_field(tmp_path / "f.fits") as f:
+        assert f.flux_scale == scale
+        np.testing.assert_allclose(f.read(0, 2, 0, 2), 2.5 * scale, rtol=1e-6)
+        if bunit is not None:
+            assert f.header["BUNIT"] == (bunit if scale == 1.0 else "Jy/beam")
+
+
+def test_unit_that_is_not_per_beam_warns_and_keeps_values(tmp_path):
+    h = _header()
+    h["BUNIT"] = "K"
+    h["BSCALE"], h["BZERO"] = 2.0, 1.0
+    hdu = fits.PrimaryHDU(data=np.ones((30, 40), np.int16), header=h)
+    hdu.header["BSCALE"], hdu.header["BZERO"] = 2.0, 1.0
+    hdu.writeto(tmp_path / "k.fits")
+    with pytest.warns(UserWarning, match=r"k.fits: BUNIT 'K' is not a flux density per beam"):
+        f = open_field(tmp_path / "k.fits")
+    with f:
+        assert f.read(0, 1, 0, 1)[0, 0] == 3.0
+    with pytest.warns(UserWarning, match="Jy/pixel"):
+        assert flux_unit_scale("Jy/pixel") == 1.0
+
+
+def test_millijansky_image_scales_with_bscale(tmp_path):
+    raw = np.full((30, 40), 4, np.int16)
+    h = _header()
+    h["BUNIT"] = "mJy/beam"
+    hdu = fits.PrimaryHDU(data=raw, header=h)
+    hdu.header["BSCALE"], hdu.header["BZERO"] = 0.5, 1.0
+    hdu.writeto(tmp_path / "m.fits")
+    with open_field(tmp_path / "m.fits") as f:
+        np.testing.assert_allclose(f.read(0, 1, 0, 1), (4 * 0.5 + 1.0) * 1e-3, rtol=1e-6)
+        assert f.has_data()
 
 
 @pytest.mark.parametrize("size,overlap", [(16, 4), (64, 0), (40, 10)])

@@ -92,3 +92,26 @@ def test_cd_matrix_header_is_read_as_cdelt_and_pc(real_data, tmp_path):
     assert len(table) >= 10
     np.testing.assert_allclose(x, table["x"], atol=0.5)
     np.testing.assert_allclose(y, table["y"], atol=0.5)
+
+
+def test_millijansky_image_gives_fluxes_in_jansky(real_data, tmp_path):
+    from astropy.io import fits
+
+    image = real_data / "pybdsf_test" / "ch0_I.fits"
+    with fits.open(image) as hdul:
+        data, header = hdul[0].data, hdul[0].header.copy()
+    header["BUNIT"] = "mJy/beam"
+    fits.PrimaryHDU(data * 1000.0, header).writeto(tmp_path / "mjy.fits")
+    finder = build_finder("pybdsf")
+    with open_field(image) as field:
+        jy = finder.find(field)
+    with open_field(tmp_path / "mjy.fits") as field:
+        mjy = finder.find(field)
+    # the same sources (PyBDSF reads both as Jy/beam; the thresholds are in rms units) with
+    # the same fluxes once the BUNIT is taken into account (a fit or two of a thousand times
+    # larger numbers converges a little differently)
+    assert len(mjy) == len(jy) >= 10
+    for name in ("peak_flux", "total_flux", "rms"):
+        ratio = np.asarray(mjy[name], float) / np.asarray(jy[name], float)
+        assert abs(np.median(ratio) - 1.0) < 1e-3, name
+        assert np.mean(np.abs(ratio - 1.0) < 1e-2) >= 0.9, name

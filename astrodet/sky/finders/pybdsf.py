@@ -234,7 +234,8 @@ class PyBDSFFinder:
         self.last_seconds: float | None = None
 
     def find(self, field):
-        """Run PyBDSF on ``field.path`` with ``field.beam``; score 1 for every source."""
+        """Run PyBDSF on ``field.path`` with ``field.beam``; score 1 for every source; fluxes
+        in Jy/beam and Jy whatever the image's ``BUNIT`` (``field.flux_scale``)."""
         from astrodet.sky.catalogue import read_catalogue
 
         with tempfile.TemporaryDirectory(prefix="pybdsf_cat_") as tmp:
@@ -242,6 +243,11 @@ class PyBDSFFinder:
             info = run_pybdsf(field.path, out_file=out, beam=field.beam, **self.options)
             table = read_catalogue(out)
         self.last_seconds = info["seconds"]
+        scale = getattr(field, "flux_scale", 1.0)
+        if scale != 1.0:  # PyBDSF takes the pixels for Jy/beam whatever BUNIT says
+            for name in ("peak_flux", "total_flux", "rms"):
+                if name in table.colnames:
+                    table[name] = np.asarray(table[name], float) * scale
         if field.wcs is not None and len(table) and not np.isfinite(table["x"]).all():
             # a source list holds sky positions: pixel positions in the field's own grid
             table["x"], table["y"] = field.world_to_pixel(table["ra"], table["dec"])
