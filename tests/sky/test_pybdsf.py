@@ -3,6 +3,8 @@ axis) and a FIRST cutout without beam keywords (beam given)."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -13,11 +15,16 @@ from astrodet.sky.finders import build_finder  # noqa: E402
 from astrodet.sky.finders.pybdsf import run_pybdsf  # noqa: E402
 
 
-def test_pybdsf_test_image_finds_its_reference_sources(real_data, tmp_path):
+def test_pybdsf_test_image_finds_its_reference_sources(real_data, tmp_path, caplog):
     folder = real_data / "pybdsf_test"
     image = folder / "ch0_I.fits"
-    with open_field(image) as field:
+    with open_field(image) as field, caplog.at_level(logging.INFO):
         table = build_finder("pybdsf").find(field)
+    # PyBDSF's step-by-step log stays out of the caller's (it sets its own levels)
+    chatter = [r for r in caplog.records if r.name.startswith("PyBDSF")]
+    assert not [r for r in chatter if r.levelno < logging.WARNING]
+    assert logging.getLogger("PyBDSF").propagate
+    assert any(r.name == "astrodet.sky.finders.pybdsf" for r in caplog.records)
     reference = read_catalogue(folder / "catalogue.srl.FITS")
     # the reference list was made with options of PyBDSF's own test (not recorded in it):
     # default thresholds find most of its sources, nothing else

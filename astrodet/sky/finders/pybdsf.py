@@ -173,14 +173,16 @@ def run_pybdsf(
 
 @contextlib.contextmanager
 def _quiet_pybdsf_log():
-    """PyBDSF logs every step at INFO through ``logging``: only its warnings pass."""
+    """PyBDSF logs every step at INFO through ``logging`` and sets its logger's level itself
+    when a run starts: its records are kept from the caller's handlers, and PyBDSF's own
+    console handler lets only its warnings pass."""
     log = logging.getLogger("PyBDSF")
-    level = log.level
-    log.setLevel(logging.WARNING)
+    propagate = log.propagate
+    log.propagate = False
     try:
         yield
     finally:
-        log.setLevel(level)
+        log.propagate = propagate
 
 
 def _move(src: Path, dst: Path) -> None:
