@@ -208,12 +208,14 @@ def ellipse_pixel_boxes(
         (centres N x 2 and boxes N x 4 XYXY), 0-based FITS pixel coordinates (pixel centres
         at integers, row 0 at the bottom).
     """
+    from astrodet.sky.field import pixel_to_radec, radec_to_pixel
+
     if "ra" in catalog:
         ra, dec = catalog["ra"], catalog["dec"]
-        cx, cy = wcs.all_world2pix(ra, dec, 0)
+        cx, cy = radec_to_pixel(wcs, ra, dec)
     else:
         cx, cy = catalog["x"], catalog["y"]
-        ra, dec = wcs.all_pix2world(cx, cy, 0)
+        ra, dec = pixel_to_radec(wcs, cx, cy)
     t = np.linspace(0.0, 2.0 * np.pi, n_points, endpoint=False)[None, :]
     a = (catalog["maj"] / 2.0)[:, None]
     b = (catalog["min"] / 2.0)[:, None]
@@ -225,7 +227,7 @@ def ellipse_pixel_boxes(
     cosd = np.cos(np.deg2rad(dec))[:, None]
     pr = ra[:, None] + east / np.maximum(cosd, 1e-6)
     pd = dec[:, None] + north
-    px, py = wcs.all_world2pix(pr.ravel(), pd.ravel(), 0)
+    px, py = radec_to_pixel(wcs, pr.ravel(), pd.ravel())
     px, py = px.reshape(pr.shape), py.reshape(pr.shape)
     boxes = np.stack([px.min(1), py.min(1), px.max(1), py.max(1)], axis=1)
     return np.stack([np.asarray(cx), np.asarray(cy)], axis=1), boxes

@@ -600,7 +600,9 @@ def coco_to_catalogue(
     scale = (pixel_scale or 1.0) / box_scale
     ra = dec = None
     if wcs is not None and len(x):
-        ra, dec = wcs.all_pix2world(x, y, 0)
+        from .field import pixel_to_radec
+
+        ra, dec = pixel_to_radec(wcs, x, y)
     meta = dict(meta or {})
     if pixel_scale:
         meta.setdefault(PIXSCALE_KEY, float(pixel_scale))

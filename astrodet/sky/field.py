@@ -6,7 +6,9 @@ only. Radio images usually carry 3 or 4 axes (RA, Dec, frequency, Stokes); the f
 of every extra axis is used (the Stokes-I plane where a STOKES axis says which one is I).
 
 Units: the beam is FWHM in arcsec with its position angle in degrees east of north (the
-header's ``BMAJ``/``BMIN``/``BPA`` are in degrees). Without a celestial WCS there is no pixel
+header's ``BMAJ``/``BMIN``/``BPA`` are in degrees). Sky positions are ICRS right ascension and
+declination whatever the image's frame (a Galactic-plane image's l, b are converted; position
+angles are east of equatorial north). Without a celestial WCS there is no pixel
 scale: sizes, the beam's included, are then understood in pixels. Pixels are read in
 Jy/beam: an image whose ``BUNIT`` says mJy/beam or uJy/beam is scaled on reading; another
 unit (K, Jy/pixel) is read as it is, with a warning.
@@ -34,7 +36,11 @@ __all__ = [
     "Tile",
     "add_beam_argument",
     "flux_unit_scale",
+    "native_to_radec",
+    "non_equatorial_frame",
     "open_field",
+    "pixel_to_radec",
+    "radec_to_pixel",
 ]
 
 _FWHM_TO_SIGMA2 = 1.0 / (8.0 * math.log(2.0))  # sigma^2 = FWHM^2 / (8 ln 2)
@@ -173,6 +179,56 @@ def flux_unit_scale(bunit, path=None) -> float:
         )
         return 1.0
     return _PREFIX[m.group("prefix").lower()]
+
+
+def non_equatorial_frame(wcs):
+    """The celestial frame of a celestial ``wcs`` when its world coordinates are not equatorial J2000
+    (Galactic, FK4 B1950, ecliptic), else None: ICRS and FK5 J2000 are taken as they are
+    (they differ by tens of milliarcseconds)."""
+    from astropy.coordinates import FK5, ICRS
+    from astropy.wcs.utils import wcs_to_celestial_frame
+
+    try:
+        frame = wcs_to_celestial_frame(wcs)
+    except ValueError:  # a celestial pair astropy cannot name: use it as it is
+        return None
+    if isinstance(frame, ICRS) or (isinstance(frame, FK5) and frame.equinox.jyear == 2000.0):
+        return None
+    return frame
+
+
+def native_to_radec(wcs, lon, lat) -> tuple[np.ndarray, np.ndarray]:
+    """World coordinates of ``wcs`` (e.g. Galactic l, b in degrees) -> ICRS (ra, dec) in
+    degrees; unchanged for an equatorial J2000 WCS."""
+    lon, lat = np.asarray(lon, np.float64), np.asarray(lat, np.float64)
+    frame = non_equatorial_frame(wcs)
+    if frame is None:
+        return lon, lat
+    from astropy.coordinates import SkyCoord
+
+    c = SkyCoord(lon, lat, unit="deg", frame=frame).icrs
+    return np.asarray(c.ra.deg), np.asarray(c.dec.deg)
+
+
+def pixel_to_radec(wcs, x, y) -> tuple[np.ndarray, np.ndarray]:
+    """0-based pixel positions -> ICRS (ra, dec) in degrees through a celestial ``wcs`` in
+    any frame (a Galactic-plane image gives right ascensions, not longitudes)."""
+    lon, lat = wcs.all_pix2world(np.asarray(x, np.float64), np.asarray(y, np.float64), 0)
+    return native_to_radec(wcs, lon, lat)
+
+
+def radec_to_pixel(wcs, ra, dec) -> tuple[np.ndarray, np.ndarray]:
+    """ICRS (ra, dec) in degrees -> 0-based pixel positions through a celestial ``wcs`` in
+    any frame."""
+    ra, dec = np.asarray(ra, np.float64), np.asarray(dec, np.float64)
+    frame = non_equatorial_frame(wcs)
+    if frame is not None:
+        from astropy.coordinates import SkyCoord
+
+        c = SkyCoord(ra, dec, unit="deg", frame="icrs").transform_to(frame).spherical
+        ra, dec = np.asarray(c.lon.deg), np.asarray(c.lat.deg)
+    x, y = wcs.all_world2pix(ra, dec, 0)
+    return np.asarray(x), np.asarray(y)
 
 
 def _stokes_i_index(header, axis: int, n: int) -> int:
@@ -348,20 +404,19 @@ class Field:
 
     # ------------------------------------------------------------------ coordinates
     def pixel_to_world(self, x, y) -> tuple[np.ndarray, np.ndarray]:
-        """0-based pixel positions -> (ra, dec) in degrees; NaN arrays without a WCS."""
+        """0-based pixel positions -> ICRS (ra, dec) in degrees, whatever the frame of the
+        field's WCS; NaN arrays without a WCS."""
         x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
         if self.wcs is None:
             nan = np.full(np.broadcast(x, y).shape, np.nan)
             return nan, nan.copy()
-        ra, dec = self.wcs.all_pix2world(x, y, 0)
-        return np.asarray(ra), np.asarray(dec)
+        return pixel_to_radec(self.wcs, x, y)
 
     def world_to_pixel(self, ra, dec) -> tuple[np.ndarray, np.ndarray]:
-        """(ra, dec) in degrees -> 0-based pixel positions."""
+        """ICRS (ra, dec) in degrees -> 0-based pixel positions."""
         if self.wcs is None:
             raise FieldError(f"{self.path}: no celestial WCS: sky positions cannot be placed")
-        x, y = self.wcs.all_world2pix(np.asarray(ra, float), np.asarray(dec, float), 0)
-        return np.asarray(x), np.asarray(y)
+        return radec_to_pixel(self.wcs, ra, dec)
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:

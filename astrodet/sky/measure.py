@@ -182,9 +182,11 @@ def _position_angle(wcs, x, y, dx, dy) -> np.ndarray:
     (x, y): through the WCS, or north up / east left without one."""
     if wcs is None:
         return np.degrees(np.arctan2(-dx, dy)) % 180.0
+    from .field import pixel_to_radec
+
     eps = 0.5
-    ra0, dec0 = wcs.all_pix2world(x, y, 0)
-    ra1, dec1 = wcs.all_pix2world(x + eps * dx, y + eps * dy, 0)
+    ra0, dec0 = pixel_to_radec(wcs, x, y)
+    ra1, dec1 = pixel_to_radec(wcs, x + eps * dx, y + eps * dy)
     d0, d1 = np.radians(dec0), np.radians(dec1)
     dra = np.radians(ra1 - ra0)
     pa = np.arctan2(
@@ -435,7 +437,9 @@ def measure_sources(
     cols["maj"][fill], cols["min"][fill], cols["pa"][fill] = beam.maj, beam.min, beam.pa
     ra = dec = None
     if wcs is not None and n:
-        ra, dec = wcs.all_pix2world(x, y, 0)
+        from .field import pixel_to_radec
+
+        ra, dec = pixel_to_radec(wcs, x, y)
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = cols["peak_flux"] / cols["rms"]
     table_meta = {"BEAM_MAJ": beam.maj, "BEAM_MIN": beam.min, "BEAM_PA": beam.pa, **(meta or {})}

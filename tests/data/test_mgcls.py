@@ -136,6 +136,35 @@ def test_pa_45_box_is_square(tmp_path):
     assert box[0, 3] - box[0, 1] == pytest.approx(side, abs=0.05)
 
 
+def test_icrs_catalogue_on_a_galactic_image():
+    """Catalogues are ICRS: on an image gridded in l, b the box lands on the source's
+    pixel, and a source elongated north-south (ICRS) is drawn turned by the angle between
+    equatorial and Galactic north."""
+    from astropy.coordinates import SkyCoord
+    from astropy.wcs import WCS
+
+    from astrodet.data.mgcls import ellipse_pixel_boxes
+
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["GLON-SIN", "GLAT-SIN"]
+    wcs.wcs.crval, wcs.wcs.crpix = [30.0, 0.5], [65.0, 65.0]
+    wcs.wcs.cdelt = [-1.0 / 3600, 1.0 / 3600]
+    c = SkyCoord(30.0, 0.5, unit="deg", frame="galactic").icrs
+    cat = {
+        "ra": np.array([c.ra.deg]),
+        "dec": np.array([c.dec.deg]),
+        "maj": np.array([20.0 / 3600]),
+        "min": np.array([2.0 / 3600]),
+        "pa": np.array([0.0]),
+    }
+    centres, box = ellipse_pixel_boxes(wcs, cat)
+    assert centres[0] == pytest.approx([64.0, 64.0], abs=1e-6)
+    # equatorial north is about 62 deg from Galactic north there: the box is wide, not tall
+    turn = np.deg2rad(c.position_angle(SkyCoord(30.0, 0.51, unit="deg", frame="galactic")).deg)
+    assert box[0, 2] - box[0, 0] == pytest.approx(20 * abs(np.sin(turn)), abs=0.3)
+    assert box[0, 3] - box[0, 1] == pytest.approx(20 * abs(np.cos(turn)), abs=0.3)
+
+
 def test_nan_tiles_skipped_and_filled(tmp_path):
     wcs = _fake_field(tmp_path / "f.fits", nan_block=True)
     ra, dec = wcs.all_pix2world([100.0, 20.0], [20.0, 100.0], 0)

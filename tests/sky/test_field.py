@@ -248,3 +248,36 @@ def test_beam_from_args():
         Beam.from_args([5.4, 5.4])
     with pytest.raises(ValueError, match="positive"):
         Beam(0.0, 1.0, 0.0)
+
+
+def test_galactic_and_b1950_wcs_convert_to_icrs(tmp_path):
+    from astropy.coordinates import FK4, SkyCoord
+
+    from astrodet.sky.field import non_equatorial_frame, pixel_to_radec, radec_to_pixel
+
+    h = _header()
+    h["CTYPE1"], h["CTYPE2"] = "GLON-SIN", "GLAT-SIN"
+    h["CRVAL1"], h["CRVAL2"] = 30.0, 0.5
+    _write(tmp_path / "gal.fits", np.zeros((30, 40), np.float32), h)
+    with open_field(tmp_path / "gal.fits") as f:
+        ra, dec = f.pixel_to_world(20.0, 15.0)  # the reference pixel (CRPIX 21, 16)
+        expected = SkyCoord(30.0, 0.5, unit="deg", frame="galactic").icrs
+        assert (float(ra), float(dec)) == pytest.approx((expected.ra.deg, expected.dec.deg))
+        x, y = f.world_to_pixel(np.array([ra, 283.0]), np.array([dec, -2.0]))
+        assert (x[0], y[0]) == pytest.approx((20.0, 15.0), abs=1e-6)
+    # an old B1950 image: precessed to ICRS
+    h = _header()
+    h["EQUINOX"], h["RADESYS"] = 1950.0, "FK4"
+    _write(tmp_path / "b1950.fits", np.zeros((30, 40), np.float32), h)
+    with open_field(tmp_path / "b1950.fits") as f:
+        assert isinstance(non_equatorial_frame(f.wcs), FK4)
+        ra, dec = f.pixel_to_world(20.0, 15.0)
+        expected = SkyCoord(150.0, -30.0, unit="deg", frame=FK4(equinox="B1950")).icrs
+        assert SkyCoord(ra, dec, unit="deg").separation(expected).arcsec < 0.01
+        assert abs(float(ra) - 150.0) > 0.3  # about 45 years of precession
+        assert radec_to_pixel(f.wcs, ra, dec) == pytest.approx((20.0, 15.0), abs=1e-6)
+    # equatorial J2000: as it is
+    _write(tmp_path / "j2000.fits", np.zeros((30, 40), np.float32), _header())
+    with open_field(tmp_path / "j2000.fits") as f:
+        assert non_equatorial_frame(f.wcs) is None
+        assert pixel_to_radec(f.wcs, 20.0, 15.0) == pytest.approx((150.0, -30.0))

@@ -149,3 +149,32 @@ def test_position_from_the_box_not_a_neighbour_in_the_same_island():
     # each box holds the near wing of its neighbour: the centroid stays within 0.2 beam
     assert t["x"][0] == pytest.approx(40.0, abs=0.6) and t["x"][1] == pytest.approx(52.0, abs=0.6)
     assert t["y"][0] == pytest.approx(48.0, abs=0.1) and t["y"][1] == pytest.approx(48.0, abs=0.1)
+
+
+def test_galactic_image_gives_icrs_positions_and_equatorial_pa():
+    from astropy.coordinates import SkyCoord
+
+    # a Galactic-plane image (l, b axes; +y is Galactic north): a source elongated along b
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["GLON-SIN", "GLAT-SIN"]
+    w.wcs.crval = [30.0, 0.5]
+    w.wcs.crpix = [65.0, 65.0]
+    w.wcs.cdelt = [-SCALE / 3600, SCALE / 3600]
+    img = _gaussian((128, 128), 64, 64, 1.0, 20.0, 10.0, 0.0)
+    (s,) = measure_sources(
+        img,
+        [[50, 50, 79, 79]],
+        rms=np.full(img.shape, 1e-3),
+        bkg=None,
+        beam=BEAM,
+        pixel_scale=SCALE,
+        wcs=w,
+    )
+    centre = SkyCoord(30.0, 0.5, unit="deg", frame="galactic")
+    assert SkyCoord(s["ra"], s["dec"], unit="deg").separation(centre).arcsec < 0.5
+    assert s["ra"] == pytest.approx(centre.icrs.ra.deg, abs=1e-4)
+    # Galactic north seen from ICRS at that point: far from 0 there
+    up = SkyCoord(30.0, 0.51, unit="deg", frame="galactic")
+    expected = centre.icrs.position_angle(up.icrs).deg % 180.0
+    assert abs(expected) > 20.0
+    assert abs((s["pa"] - expected + 90) % 180 - 90) < 2.0

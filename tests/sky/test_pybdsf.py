@@ -122,3 +122,49 @@ def test_millijansky_image_gives_fluxes_in_jansky(real_data, tmp_path):
         ratio = np.asarray(mjy[name], float) / np.asarray(jy[name], float)
         assert abs(np.median(ratio) - 1.0) < 1e-3, name
         assert np.mean(np.abs(ratio - 1.0) < 1e-2) >= 0.9, name
+
+
+def test_galactic_image_gives_icrs_positions(real_data, tmp_path):
+    from astropy.coordinates import SkyCoord
+    from astropy.io import fits
+    from astropy.table import Table
+    from astropy.wcs import WCS
+
+    image = real_data / "pybdsf_test" / "ch0_I.fits"
+    with fits.open(image) as hdul:
+        data, header = hdul[0].data[0, 0], hdul[0].header
+    # the same pixels on an equatorial and on a Galactic grid of the same layout: PyBDSF
+    # fits the same pixels in both
+    grids = {}
+    for name, ctype, crval in (("eq", "RA---SIN", 150.0), ("gal", "GLON-SIN", 30.0)):
+        w = WCS(naxis=2)
+        w.wcs.ctype = [ctype, {"eq": "DEC--SIN", "gal": "GLAT-SIN"}[name]]
+        w.wcs.crval, w.wcs.crpix = [crval, 0.5], [65.0, 65.0]
+        w.wcs.cdelt = [header["CDELT1"], header["CDELT2"]]
+        h = w.to_header()
+        for key in ("BMAJ", "BMIN", "BPA"):
+            h[key] = header[key]
+        fits.PrimaryHDU(data, h).writeto(tmp_path / f"{name}.fits")
+        run_pybdsf(tmp_path / f"{name}.fits", out_file=tmp_path / f"{name}.srl.fits")
+        grids[name] = w
+    eq, gal = (Table.read(tmp_path / f"{n}.srl.fits") for n in ("eq", "gal"))
+    assert len(gal) == len(eq) >= 10
+    x, y = grids["eq"].all_world2pix(eq["RA"], eq["DEC"], 0)  # PyBDSF's pixel positions
+    # the Galactic run's RA/DEC are ICRS: those pixels through the Galactic grid, converted
+    lon, lat = grids["gal"].all_pix2world(x, y, 0)
+    expected = SkyCoord(lon, lat, unit="deg", frame="galactic").icrs
+    sep = SkyCoord(gal["RA"], gal["DEC"], unit="deg").separation(expected).arcsec
+    assert np.max(sep) < 0.5
+    assert np.min(np.abs(np.asarray(gal["RA"]) - 30.0)) > 1.0  # not the longitudes
+    # position angles east of ICRS north: the same fits, turned by the frames' angle
+    centre = SkyCoord(30.0, 0.5, unit="deg", frame="galactic")
+    turn = centre.icrs.position_angle(SkyCoord(30.0, 0.501, unit="deg", frame="galactic").icrs)
+    fitted = np.abs(np.asarray(eq["Maj"]) - np.asarray(eq["Min"])) > 0.2 * np.asarray(eq["Maj"])
+    diff = (np.asarray(gal["PA"]) - np.asarray(eq["PA"]) - turn.deg)[fitted]
+    assert fitted.sum() >= 3
+    np.testing.assert_allclose((diff + 90.0) % 180.0 - 90.0, 0.0, atol=1.0)
+    # the finder places them back on the Galactic grid at PyBDSF's pixels
+    with open_field(tmp_path / "gal.fits") as field:
+        table = build_finder("pybdsf").find(field)
+    order = np.argsort(np.asarray(table["x"]))
+    np.testing.assert_allclose(np.asarray(table["x"])[order], np.sort(x), atol=0.05)
