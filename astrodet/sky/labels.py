@@ -81,6 +81,8 @@ def _cache_key(image: Path, options: dict) -> str:
         "content": content.hexdigest(),
         "bdsf": getattr(bdsf, "__version__", "?"),
         "options": options,
+        # source lists made before run_pybdsf turned every frame into ICRS are not reused
+        "positions": "icrs",
     }
     blob = json.dumps(ident, sort_keys=True, default=str).encode()
     return hashlib.sha1(blob).hexdigest()[:20]
