@@ -182,7 +182,7 @@ def flux_unit_scale(bunit, path=None) -> float:
 
 
 def non_equatorial_frame(wcs):
-    """The celestial frame of a celestial ``wcs`` when its world coordinates are not equatorial J2000
+    """The frame of a celestial ``wcs`` when its world coordinates are not equatorial J2000
     (Galactic, FK4 B1950, ecliptic), else None: ICRS and FK5 J2000 are taken as they are
     (they differ by tens of milliarcseconds)."""
     from astropy.coordinates import FK5, ICRS

@@ -176,6 +176,7 @@ def _positions_to_icrs(srl: Path, header) -> None:
     """PyBDSF writes the image's own world coordinates as RA/DEC and position angles from
     the image's own north: for an image in another frame (Galactic, B1950) they are turned
     into ICRS and east of ICRS north in place, as every catalogue here is."""
+    from astropy.coordinates import SkyCoord
     from astropy.table import Table
     from astropy.wcs import WCS
 
@@ -187,21 +188,20 @@ def _positions_to_icrs(srl: Path, header) -> None:
     frame = non_equatorial_frame(wcs.celestial) if wcs.has_celestial else None
     if frame is None:
         return
-    from astropy.coordinates import SkyCoord
-
     table = Table.read(srl)
-    # position angles turn by the angle between the frame's north and ICRS north
     lon, lat = np.asarray(table["RA"], float), np.asarray(table["DEC"], float)
-    here = SkyCoord(lon, lat, unit="deg", frame=frame)
-    north = SkyCoord(lon, np.minimum(lat + 1e-3, 90.0), unit="deg", frame=frame)
-    turn = here.icrs.position_angle(north.icrs).deg
+    here = SkyCoord(lon, lat, unit="deg", frame=frame).icrs
+    # position angles turn by the angle between the frame's north and ICRS north
+    north = SkyCoord(lon, np.minimum(lat + 1e-3, 90.0), unit="deg", frame=frame).icrs
+    turn = here.position_angle(north).deg
     for pa in ("PA", "DC_PA"):
         if pa in table.colnames:
             table[pa][:] = (np.asarray(table[pa], float) + turn) % 180.0
-    for ra, dec in (("RA", "DEC"), ("RA_max", "DEC_max")):
-        if ra in table.colnames and dec in table.colnames:
-            lon, lat = native_to_radec(wcs.celestial, table[ra], table[dec])
-            table[ra][:], table[dec][:] = lon, lat  # in place: the columns keep their units
+    # in place: the columns keep their units
+    table["RA"][:], table["DEC"][:] = here.ra.deg, here.dec.deg
+    if "RA_max" in table.colnames and "DEC_max" in table.colnames:
+        ra, dec = native_to_radec(wcs.celestial, table["RA_max"], table["DEC_max"])
+        table["RA_max"][:], table["DEC_max"][:] = ra, dec
     table.write(srl, format="fits", overwrite=True)
     logger.info("PyBDSF's %s positions turned into ICRS", frame.name)
 
