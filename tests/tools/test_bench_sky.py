@@ -86,3 +86,11 @@ def test_noisier_field_adds_beam_correlated_noise(sky, tmp_path):
     assert out.stat().st_mtime_ns == mtime
     with pytest.raises(ValueError, match="fraction must be > 0"):
         sky.noisier_field(tmp_path / "f.fits", tmp_path / "z.fits", fraction=0.0)
+
+
+@pytest.mark.parametrize("kwargs", [{"added_noise": -0.5}, {"split": "val"}])
+def test_bad_heldout_options_fail_before_any_output(sky, tmp_path, kwargs):
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="added-noise|split"):
+        sky.score_first_heldout(weights=tmp_path / "w.pth", output=out, **kwargs)
+    assert not out.exists()

@@ -391,12 +391,12 @@ def score_first_heldout(
     from astrodet.sky.labels import build_first_pybdsf, pybdsf_catalogue
     from astrodet.utils import atomic_write_json, atomic_write_text, prepare_output_dir
 
-    output = prepare_output_dir(output, overwrite=overwrite)
-    root = build_first_pybdsf()
     if split not in ("train", "test"):
         raise ValueError(f"split must be train or test, got {split!r}")
     if not added_noise >= 0:
         raise ValueError(f"--added-noise must be >= 0 (0 skips it), got {added_noise}")
+    output = prepare_output_dir(output, overwrite=overwrite)
+    root = build_first_pybdsf()
     fields = sorted((root / "fields" / split).glob("*.fits"))
     finders = {
         "detector": DetectorFinder.from_config(
