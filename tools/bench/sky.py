@@ -285,6 +285,19 @@ def _pooled(metrics: dict, lo: float) -> dict:
     }
 
 
+def _write_fits(out: Path, data: np.ndarray, header) -> Path:
+    """``data`` and ``header`` as a FITS file at ``out``, written under a temporary name and
+    renamed: a field cut short is never taken for a finished one (their PyBDSF runs are
+    cached by content)."""
+    from astropy.io import fits
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    fits.PrimaryHDU(data, header).writeto(tmp, overwrite=True)
+    os.replace(tmp, out)
+    return out
+
+
 def mirror_field(path: Path, out: Path) -> Path:
     """``path`` mirrored left to right, its WCS mirrored with it (the same sky, the pixels in
     another order), written to ``out`` unless it is there already."""
@@ -308,11 +321,7 @@ def mirror_field(path: Path, out: Path) -> Path:
     for key in [*WCS(header).to_header(), *(k for k in header if re.match(r"(CD|PC)\d+_\d+$", k))]:
         header.remove(key, ignore_missing=True, remove_all=True)
     header.update(w.to_header())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    fits.PrimaryHDU(np.ascontiguousarray(data), header).writeto(tmp, overwrite=True)
-    os.replace(tmp, out)
-    return out
+    return _write_fits(out, np.ascontiguousarray(data), header)
 
 
 def noisier_field(path: Path, out: Path, *, fraction: float = 0.5, seed: int = 0) -> Path:
@@ -349,13 +358,7 @@ def noisier_field(path: Path, out: Path, *, fraction: float = 0.5, seed: int = 0
     rng = np.random.default_rng([zlib.crc32(path.name.encode()), seed])
     noise = ndimage.gaussian_filter(rng.standard_normal(data.shape), sigma_px)
     noise *= fraction * rms / noise.std()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    fits.PrimaryHDU(np.where(finite, data + noise, np.nan).astype(np.float32), header).writeto(
-        tmp, overwrite=True
-    )
-    os.replace(tmp, out)
-    return out
+    return _write_fits(out, np.where(finite, data + noise, np.nan).astype(np.float32), header)
 
 
 def score_first_heldout(
