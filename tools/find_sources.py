@@ -27,6 +27,7 @@ logger = logging.getLogger("find_sources")
 
 def build_parser() -> argparse.ArgumentParser:
     from astrodet.sky.field import add_beam_argument
+    from astrodet.sky.finders.detector import PRECISIONS
 
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--precision",
-        choices=["auto", "fp32", "bf16"],
+        choices=PRECISIONS,
         default="auto",
         help="detector: the backbone in bfloat16 where the CPU/GPU computes it natively "
         "(auto), or always (bf16), or float32 throughout (fp32)",
