@@ -6,9 +6,10 @@ only. Radio images usually carry 3 or 4 axes (RA, Dec, frequency, Stokes); the f
 of every extra axis is used (the Stokes-I plane where a STOKES axis says which one is I).
 
 Units: the beam is FWHM in arcsec with its position angle in degrees east of north (the
-header's ``BMAJ``/``BMIN``/``BPA`` are in degrees). Sky positions are ICRS right ascension and
-declination whatever the image's frame (a Galactic-plane image's l, b are converted; position
-angles are east of equatorial north). Without a celestial WCS there is no pixel
+header's ``BMAJ``/``BMIN``/``BPA`` are in degrees; a FIRST image without them, as SkyView
+writes it, gets FIRST's beam at its declination, :func:`first_beam`). Sky positions are
+ICRS right ascension and declination whatever the image's frame (a Galactic-plane image's
+l, b are converted; position angles are east of equatorial north). Without a celestial WCS there is no pixel
 scale: sizes, the beam's included, are then understood in pixels. Pixels are read in
 Jy/beam: an image whose ``BUNIT`` says mJy/beam or uJy/beam is scaled on reading; another
 unit (K, Jy/pixel) is read as it is, with a warning.
@@ -35,6 +36,8 @@ __all__ = [
     "FieldError",
     "Tile",
     "add_beam_argument",
+    "beam_from_header",
+    "first_beam",
     "flux_unit_scale",
     "native_to_radec",
     "non_equatorial_frame",
@@ -54,6 +57,15 @@ _JY_PER_BEAM = re.compile(
     re.IGNORECASE,
 )
 _PREFIX = {"": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+#: FIRST's restoring beam changes with declination (Becker et al. 1995; White et al. 1997):
+#: circular 5.4" north of Dec +4 deg 33' (J2000), elongated north-south below it, where the
+#: VLA sees the sky at lower elevation.
+FIRST_DEC_CIRCULAR = 4.0 + 33.0 / 60.0
+FIRST_DEC_SOUTH = -2.5
+# FIRST images whose header lacks the beam: SkyView's (and others') SURVEY card, or the
+# FIRST team's copyright line in HISTORY.
+_FIRST_SURVEY = re.compile(r"\bFIRST\b", re.IGNORECASE)
+_FIRST_HISTORY = re.compile(r"\b(?:FIRST VLA|VLA FIRST) Survey\b", re.IGNORECASE)
 # Rows of a strided sample checked first for finite pixels (cheap on a memory map).
 _SAMPLE_PIXELS = 1 << 20
 
@@ -90,6 +102,72 @@ class Beam:
     def fwhm(self) -> float:
         """Geometric mean FWHM (arcsec)."""
         return math.sqrt(self.maj * self.min)
+
+
+def first_beam(dec_deg: float) -> Beam:
+    """FIRST's restoring beam at a declination: 5.4" circular north of Dec +4 deg 33'
+    (J2000), 6.4" x 5.4" between -2 deg 30' and +4 deg 33', 6.8" x 5.4" south of
+    -2 deg 30'; the major axis lies north-south (PA 0).
+
+    Args:
+        dec_deg: the field centre's declination (degrees, J2000/ICRS).
+    """
+    dec = float(dec_deg)
+    if not math.isfinite(dec) or not -90.0 <= dec <= 90.0:
+        raise ValueError(f"declination must be a number of degrees in [-90, 90], got {dec_deg}")
+    if dec > FIRST_DEC_CIRCULAR:
+        return Beam(5.4, 5.4, 0.0)
+    if dec > FIRST_DEC_SOUTH:
+        return Beam(6.4, 5.4, 0.0)
+    return Beam(6.8, 5.4, 0.0)
+
+
+def _is_first(header) -> bool:
+    """Whether ``header`` belongs to a FIRST image (its SURVEY card, or the FIRST team's
+    copyright line in HISTORY)."""
+    if _FIRST_SURVEY.search(str(header.get("SURVEY", ""))):
+        return True
+    return any(_FIRST_HISTORY.search(str(line)) for line in header.get("HISTORY", []))
+
+
+def _centre_dec(header) -> float | None:
+    """ICRS declination of the image centre through the header's celestial WCS (None
+    without one)."""
+    from astropy.wcs import WCS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # non-standard radio keywords are common
+        wcs = WCS(header)
+    if not wcs.has_celestial:
+        return None
+    wcs = wcs.celestial
+    nx, ny = int(header.get("NAXIS1", 1)), int(header.get("NAXIS2", 1))
+    _, dec = pixel_to_radec(wcs, (nx - 1) / 2.0, (ny - 1) / 2.0)
+    dec = float(dec)
+    return dec if math.isfinite(dec) else None
+
+
+def beam_from_header(header, *, path=None) -> Beam | None:
+    """The restoring beam a FITS header gives: its ``BMAJ``/``BMIN``/``BPA`` (degrees), an
+    AIPS HISTORY record, or, for a FIRST image with neither (SkyView cutouts), FIRST's beam at
+    the image centre's declination (:func:`first_beam`); None otherwise.
+
+    Args:
+        header: the image's FITS header.
+        path: the file, named in warnings and log lines.
+    """
+    path = path or "image"
+    beam = _header_beam(header, path)
+    if beam is not None or not _is_first(header):
+        return beam
+    dec = _centre_dec(header)
+    if dec is None:
+        return None
+    beam = first_beam(dec)
+    logger.info(
+        "%s: a FIRST image without beam keys: FIRST's beam at Dec %+.3f: %s", path, dec, beam
+    )
+    return beam
 
 
 def add_beam_argument(
@@ -325,10 +403,11 @@ class Field:
         if self.flux_scale != 1.0:
             header["BUNIT"] = "Jy/beam"
 
-        header_beam = _header_beam(full, path)
+        header_beam = beam_from_header(full, path=path)
         if beam is None and header_beam is None:
             raise FieldError(
-                f"{path}: no beam in the header (BMAJ/BMIN/BPA); give it with "
+                f"{path}: no beam in the header (no BMAJ/BMIN/BPA, no AIPS HISTORY record, "
+                "not a FIRST image); give it with "
                 "--beam MAJ MIN PA (arcsec, arcsec, deg) or beam=(maj, min, pa)"
             )
         if beam is not None and header_beam is not None and beam != header_beam:

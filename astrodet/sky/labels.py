@@ -11,7 +11,8 @@ ellipses projected through the WCS, tiles in display orientation).
 The registered set ``first_pybdsf_{train,test}`` is made this way from real FIRST images of
 the shared real data (``$ASTRODET_REAL_DATA``): the 20 MiraBest 300 px fields and the 219
 ``rgz_first`` 100 px cutouts (written as FITS with a TAN WCS centred on the RGZ position),
-with FIRST's 5.4" circular beam. The split is by sky footprint: images that overlap on the
+with FIRST's beam at each image's declination (:func:`astrodet.sky.field.first_beam`: 5.4"
+circular in the north, elongated north-south south of Dec +4 deg 33'). The split is by sky footprint: images that overlap on the
 sky are one group and stay on the same side; groups are drawn with a fixed seed.
 """
 
@@ -47,7 +48,9 @@ __all__ = [
     "pybdsf_catalogue",
 ]
 
-#: FIRST's restoring beam (arcsec, arcsec, deg) and pixel scale (arcsec).
+#: FIRST's restoring beam north of Dec +4 deg 33' (arcsec, arcsec, deg), the beam the
+#: detector's tiles are scaled to; each image's own beam is its declination's
+#: (:func:`astrodet.sky.field.first_beam`). FIRST's pixel scale (arcsec).
 FIRST_BEAM = (5.4, 5.4, 0.0)
 FIRST_PIXEL_SCALE = 1.8
 #: Tile side of the labelled set: 48 px (86", 16 beams), enlarged 4x for the model so that
@@ -110,6 +113,8 @@ def pybdsf_catalogue(
     image = Path(image)
     if not image.is_file():
         raise FileNotFoundError(f"FITS image {image} not found")
+    if beam is None:
+        beam = _header_or_first_beam(image)
     beam = None if beam is None else [float(v) for v in beam]
     key = _cache_key(image, {"beam": beam, **options})
     out = pybdsf_cache_dir(cache_dir) / f"{image.stem}.{key}.srl.fits"
@@ -118,6 +123,23 @@ def pybdsf_catalogue(
         return out
     run_pybdsf(image, out_file=out, beam=beam, **options)
     return out
+
+
+def _header_or_first_beam(image: Path) -> tuple[float, float, float] | None:
+    """The beam to give PyBDSF for a header without ``BMAJ`` (an AIPS HISTORY record, or a
+    FIRST image's declination beam); None when the header has ``BMAJ`` (PyBDSF reads it)
+    or says nothing."""
+    from astropy.io import fits
+
+    from astrodet.sky.field import beam_from_header
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # survey headers often hold non-standard cards
+        header = fits.getheader(image)
+    if "BMAJ" in header:
+        return None
+    beam = beam_from_header(header, path=image)
+    return None if beam is None else (beam.maj, beam.min, beam.pa)
 
 
 def label_fields(
@@ -163,14 +185,20 @@ def _safe_name(name: str) -> str:
 
 
 def _first_header(wcs_header, shape) -> object:
+    """A FIRST image's header: its WCS and FIRST's beam at the image centre's declination."""
     from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from astrodet.sky.field import first_beam, pixel_to_radec
 
     h = fits.Header()
     h["NAXIS"], h["NAXIS1"], h["NAXIS2"] = 2, shape[1], shape[0]
     h.update(wcs_header)
-    h["BMAJ"] = FIRST_BEAM[0] / 3600.0
-    h["BMIN"] = FIRST_BEAM[1] / 3600.0
-    h["BPA"] = FIRST_BEAM[2]
+    _, dec = pixel_to_radec(WCS(h).celestial, (shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0)
+    beam = first_beam(float(dec))
+    h["BMAJ"] = beam.maj / 3600.0
+    h["BMIN"] = beam.min / 3600.0
+    h["BPA"] = beam.pa
     h["RESTFRQ"] = FIRST_FREQUENCY
     h["BUNIT"] = "JY/BEAM"
     h["TELESCOP"] = "VLA"
@@ -317,8 +345,9 @@ def build_first_pybdsf(
     """Make the FIRST PyBDSF set: ``root/fields/{train,test}/*.fits`` (float Jy/beam with
     WCS and beam keywords), ``root/{train,test}/`` (COCO), ``root/split.json``.
 
-    Every PyBDSF source is labelled (no size cut: FIRST headers here carry no beam of
-    their own to cut by, and the detector is to reproduce PyBDSF's whole source list).
+    Each field carries FIRST's beam at its declination (:func:`_first_header`). Every
+    PyBDSF source is labelled (no size cut: the detector is to reproduce PyBDSF's whole
+    source list).
 
     Args:
         root: output folder (default :func:`first_pybdsf_root`); kept when complete.
@@ -330,7 +359,8 @@ def build_first_pybdsf(
             side); the held-out tiles are always side by side.
         cache_dir: PyBDSF cache.
         overwrite: rebuild a complete set (a set made with other ``seed``,
-            ``test_fraction``, ``size`` or ``train_stride`` is rebuilt anyway).
+            ``test_fraction``, ``size`` or ``train_stride``, or before the beams followed
+            the declination, is rebuilt anyway).
 
     Returns:
         ``root``.
@@ -342,6 +372,8 @@ def build_first_pybdsf(
         "test_fraction": test_fraction,
         "tile": size,
         "train_stride": train_stride or size,
+        # sets made when every field had the northern 5.4" beam are rebuilt
+        "beam": "declination",
     }
     if done.is_file() and not overwrite:
         made = json.loads(done.read_text())
@@ -360,7 +392,7 @@ def build_first_pybdsf(
     cutouts = np.load(real / "rgz_first" / "first_cutouts_100px_1p8arcsec.npz", allow_pickle=True)[
         "images"
     ]
-    summary = {}
+    summary, written = {}, []
     for side in ("train", "test"):
         folder = root / "fields" / side
         folder.mkdir(parents=True, exist_ok=True)
@@ -368,9 +400,11 @@ def build_first_pybdsf(
         for it in items:
             if split[it["name"]] == side:
                 path = folder / f"{it['name']}.fits"
-                if not path.is_file():
-                    _write_fits(it, path, cutouts)
+                # always written (a second): a field of an older set keeps no stale beam;
+                # the same pixels and header give the same file, so PyBDSF's cache holds
+                _write_fits(it, path, cutouts)
                 paths.append(path)
+        written += paths
         summary[side] = label_fields(
             paths,
             out_dir=root / side,
@@ -385,7 +419,8 @@ def build_first_pybdsf(
         done,
         {
             **settings,
-            "beam_arcsec": list(FIRST_BEAM),
+            "beam_arcsec": list(FIRST_BEAM),  # north of Dec +4 deg 33'; each field: its own
+            "field_beams_arcsec": _field_beams(written),
             "pixel_scale_arcsec": FIRST_PIXEL_SCALE,
             "split": split,
             "summary": summary,
@@ -393,6 +428,17 @@ def build_first_pybdsf(
     )
     logger.info("FIRST PyBDSF set written to %s: %s", root, summary)
     return root
+
+
+def _field_beams(paths: Sequence[Path]) -> dict[str, list[float]]:
+    """``{field stem: [maj, min, pa]}`` of written fields (arcsec, arcsec, deg)."""
+    from astropy.io import fits
+
+    out = {}
+    for path in paths:
+        h = fits.getheader(path)
+        out[path.stem] = [round(h["BMAJ"] * 3600.0, 6), round(h["BMIN"] * 3600.0, 6), h["BPA"]]
+    return out
 
 
 def load_first_pybdsf_coco(

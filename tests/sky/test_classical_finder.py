@@ -105,13 +105,10 @@ def test_against_pybdsf_on_a_real_image(real_data, tmp_path):
     assert 0.85 < m["median_flux_ratio"] < 1.2
 
 
-def test_real_first_field_needs_the_beam(real_data):
-    from astrodet.sky.field import FieldError
-
+def test_real_first_field_gets_its_beam(real_data):
     path = sorted((real_data / "mirabest" / "FITS_subset").glob("*.fits"))[0]
-    with pytest.raises(FieldError, match="--beam MAJ MIN PA"):
-        open_field(path)
-    with open_field(path, beam=(5.4, 5.4, 0.0)) as f:
+    with open_field(path) as f:  # no beam keys: FIRST's beam at Dec -9.3
+        assert (f.beam.maj, f.beam.min, f.beam.pa) == (6.8, 5.4, 0.0)
         assert f.pixel_scale == pytest.approx(1.8, rel=0.01)
         cat = build_finder("classical").find(f)
     # A MiraBest cutout is centred on a bright radio galaxy.

@@ -90,6 +90,83 @@ def test_no_beam_is_an_error_naming_file_and_option(tmp_path):
         assert f.beam_area_pixels() == pytest.approx(2 * np.pi * 2.7**2 / (8 * np.log(2)))
 
 
+@pytest.mark.parametrize(
+    "dec, expected",
+    [
+        (10.0, (5.4, 5.4)),
+        (4.6, (5.4, 5.4)),
+        (0.0, (6.4, 5.4)),
+        (-2.4, (6.4, 5.4)),
+        (-5.0, (6.8, 5.4)),
+    ],
+)
+def test_first_beam_follows_the_declination(dec, expected):
+    from astrodet.sky.field import first_beam
+
+    assert first_beam(dec) == Beam(*expected, 0.0)  # elongated north-south: PA 0
+
+
+def test_first_beam_rejects_a_declination_off_the_sky():
+    from astrodet.sky.field import first_beam
+
+    with pytest.raises(ValueError, match="declination"):
+        first_beam(float("nan"))
+    with pytest.raises(ValueError, match="declination"):
+        first_beam(95.0)
+
+
+def _first_header(dec, **cards):
+    h = _header(beam=False)
+    h["CRVAL2"], h["CTYPE1"], h["CTYPE2"] = dec, "RA---TAN", "DEC--TAN"
+    h["CRPIX1"], h["CRPIX2"] = 20.5, 15.5  # the image centre
+    for key, value in cards.items():
+        h[key] = value
+    return h
+
+
+@pytest.mark.parametrize(
+    "dec, expected", [(10.0, (5.4, 5.4)), (0.0, (6.4, 5.4)), (-5.0, (6.8, 5.4))]
+)
+def test_first_image_without_beam_keys_gets_its_declinations_beam(tmp_path, dec, expected):
+    # as SkyView writes FIRST cutouts: SURVEY = 'FIRST', no BMAJ/BMIN/BPA
+    path = _write(
+        tmp_path / "first.fits", np.ones((30, 40), np.float32), _first_header(dec, SURVEY="FIRST")
+    )
+    with open_field(path) as f:
+        assert (f.beam.maj, f.beam.min, f.beam.pa) == pytest.approx((*expected, 0.0))
+        assert f.header["BMAJ"] * 3600 == pytest.approx(expected[0])
+    # the FIRST team's HISTORY line marks a FIRST image too
+    h = _first_header(dec)
+    h["HISTORY"] = "The FIRST VLA Survey: Copyright 1994 University of California"
+    path = _write(tmp_path / "history.fits", np.ones((30, 40), np.float32), h)
+    with open_field(path) as f:
+        assert f.beam == Beam(*expected, 0.0)
+    # a beam given, or in the header, still wins
+    with open_field(tmp_path / "first.fits", beam=(5.0, 5.0, 0.0)) as f:
+        assert f.beam == Beam(5.0, 5.0, 0.0)
+
+
+def test_an_image_of_another_survey_without_beam_keys_is_still_an_error(tmp_path):
+    h = _first_header(0.0, SURVEY="NVSS")
+    path = _write(tmp_path / "nvss.fits", np.ones((30, 40), np.float32), h)
+    with pytest.raises(FieldError, match=r"nvss\.fits: no beam.*BMAJ/BMIN/BPA.*--beam MAJ MIN PA"):
+        open_field(path)
+
+
+def test_real_first_cutouts_get_the_beam_of_their_declination(real_data):
+    from astrodet.sky.field import first_beam
+
+    paths = sorted((real_data / "mirabest" / "FITS_subset").glob("*.fits"))
+    decs = []
+    for path in paths:
+        with open_field(path) as f:
+            _, dec = f.pixel_to_world((f.shape[1] - 1) / 2, (f.shape[0] - 1) / 2)
+            assert f.beam == first_beam(float(dec)), path.name
+            decs.append(float(dec))
+    # the set spans all three of FIRST's beams
+    assert min(decs) < -2.5 < max(decs) and any(-2.5 < d < 4.55 for d in decs) and max(decs) > 4.55
+
+
 def test_aips_history_beam(tmp_path):
     h = _header(beam=False)
     h["HISTORY"] = "AIPS   CLEAN BMAJ=  1.5000E-03 BMIN=  1.5000E-03 BPA=   0.00"

@@ -106,3 +106,75 @@ def test_first_set_is_rebuilt_only_when_its_settings_change(real_data, tmp_path,
     labels.build_first_pybdsf(root, real_data=real_data, train_stride=None)
     assert len(calls) == 4 and calls[2][1] is None
     assert json.loads((root / "split.json").read_text())["train_stride"] == labels.FIRST_TILE
+    fields = {p.stem: p for p in (root / "fields").rglob("*.fits")}
+    made = json.loads((root / "split.json").read_text())
+    assert made["field_beams_arcsec"].keys() == fields.keys()
+    # a set made before the beams followed the declination is rebuilt
+    made.pop("beam")
+    (root / "split.json").write_text(json.dumps(made))
+    labels.build_first_pybdsf(root, real_data=real_data, train_stride=None)
+    assert len(calls) == 6
+
+
+def _tan_header(dec, shape=(100, 100)):
+    from astropy.wcs import WCS
+
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [150.0, dec]
+    w.wcs.crpix = [(shape[1] + 1) / 2.0, (shape[0] + 1) / 2.0]
+    w.wcs.cdelt = [-labels.FIRST_PIXEL_SCALE / 3600.0, labels.FIRST_PIXEL_SCALE / 3600.0]
+    return w.to_header()
+
+
+@pytest.mark.parametrize("dec, maj", [(10.0, 5.4), (0.0, 6.4), (-5.0, 6.8)])
+def test_first_set_fields_carry_the_beam_of_their_declination(dec, maj):
+    h = labels._first_header(_tan_header(dec), (100, 100))
+    assert (h["BMAJ"] * 3600, h["BMIN"] * 3600, h["BPA"]) == pytest.approx((maj, 5.4, 0.0))
+
+
+def test_real_first_set_fields_have_southern_beams(real_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(labels, "label_fields", lambda paths, **kwargs: {"tiles": len(paths)})
+    root = labels.build_first_pybdsf(tmp_path / "first", real_data=real_data)
+    beams = json.loads((root / "split.json").read_text())["field_beams_arcsec"]
+    from astropy.io import fits
+
+    from astrodet.sky.field import first_beam
+
+    for path in (root / "fields").rglob("*.fits"):
+        h = fits.getheader(path)
+        b = first_beam(h["CRVAL2"])  # the image centre
+        assert beams[path.stem] == pytest.approx([b.maj, b.min, b.pa])
+    assert {b[0] for b in beams.values()} == {5.4, 6.4, 6.8}
+
+
+def test_pybdsf_gets_a_first_images_beam_and_the_cache_follows_it(tmp_path, monkeypatch):
+    from astropy.io import fits
+
+    runs = []
+
+    def fake_run(image, *, out_file, beam=None, **options):
+        runs.append(beam)
+        Path(out_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_file).write_text("srl")
+        return {"n_sources": 0, "seconds": 0.0}
+
+    monkeypatch.setattr(labels, "run_pybdsf", fake_run)
+    data = np.zeros((100, 100), np.float32)
+    # a SkyView FIRST cutout at Dec -5: no beam keys, SURVEY = 'FIRST'
+    h = _tan_header(-5.0)
+    h["SURVEY"] = "FIRST"
+    fits.PrimaryHDU(data, h).writeto(tmp_path / "skyview.fits")
+    out = labels.pybdsf_catalogue(tmp_path / "skyview.fits", cache_dir=tmp_path / "cache")
+    assert runs == [[6.8, 5.4, 0.0]]
+    # the same pixels with the northern beam written in: another cache entry
+    h5 = labels._first_header(_tan_header(-5.0), data.shape)
+    h5["BMAJ"] = 5.4 / 3600.0
+    fits.PrimaryHDU(data, h5).writeto(tmp_path / "north.fits")
+    fits.PrimaryHDU(data, labels._first_header(_tan_header(-5.0), data.shape)).writeto(
+        tmp_path / "south.fits"
+    )
+    north = labels.pybdsf_catalogue(tmp_path / "north.fits", cache_dir=tmp_path / "cache")
+    south = labels.pybdsf_catalogue(tmp_path / "south.fits", cache_dir=tmp_path / "cache")
+    assert len({out.name.split(".")[1], north.name.split(".")[1], south.name.split(".")[1]}) == 3
+    assert runs[1:] == [None, None]  # beam keys in the header: PyBDSF reads them
