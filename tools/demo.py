@@ -362,7 +362,6 @@ def _real_sky(demo: Demo, py: str, *, quick: bool) -> dict | None:
     on them, sources found on the held-out fields by the detector, PyBDSF and the classical
     finder, both finders scored against PyBDSF. None without the real data."""
     from astrodet.sky.labels import (
-        FIRST_BEAM,
         FIRST_TILE,
         FIRST_TRAIN_STRIDE,
         first_items,
@@ -378,7 +377,7 @@ def _real_sky(demo: Demo, py: str, *, quick: bool) -> dict | None:
     for it in first_items(real):
         if it["kind"] == "mirabest":
             fields[split[it["name"]]].append(it["path"])
-    beam = ["--beam", *(str(v) for v in FIRST_BEAM)]
+    beam = []  # SkyView's FIRST fields: each gets the beam of its declination (SURVEY = 'FIRST')
     root = demo.output / "first"
     for side in ("train", "test"):
         stride = FIRST_TRAIN_STRIDE if side == "train" else FIRST_TILE
