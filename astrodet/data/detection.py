@@ -404,11 +404,29 @@ class InferenceSampler(Sampler):
 
 
 # --------------------------------------------------------------------------- loaders
+def _loader_options(
+    num_workers: int, pin_memory: bool | None, prefetch_factor: int | None
+) -> dict[str, Any]:
+    """DataLoader keyword arguments: pinned (page-locked) batches when asked, or by default
+    when CUDA is available, so copies to the GPU need not block; the prefetch depth only
+    where worker processes exist (DataLoader refuses it without them)."""
+    options: dict[str, Any] = {
+        "pin_memory": torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
+    }
+    if num_workers > 0 and prefetch_factor is not None:
+        if int(prefetch_factor) < 1:
+            raise ValueError(f"prefetch_factor must be a positive integer, got {prefetch_factor}")
+        options["prefetch_factor"] = int(prefetch_factor)
+    return options
+
+
 class DetectionTrainLoader:
     """Infinite iterable of training batches with a resumable position.
 
     ``state_dict()`` records how many batches this process has handed out;
-    ``load_state_dict()`` makes the next ``iter()`` continue from there.
+    ``load_state_dict()`` makes the next ``iter()`` continue from there. ``pin_memory``
+    (None: when CUDA is available) and ``prefetch_factor`` (batches loaded ahead per worker;
+    None: DataLoader's default) may be changed before iterating.
     """
 
     def __init__(
@@ -422,6 +440,8 @@ class DetectionTrainLoader:
         rank: int = 0,
         world_size: int = 1,
         image_size: int | None = None,
+        pin_memory: bool | None = None,
+        prefetch_factor: int | None = None,
     ):
         self.dataset = dataset
         self.batch_size = batch_size
@@ -430,6 +450,8 @@ class DetectionTrainLoader:
         self.seed = seed
         self.rank, self.world_size = rank, world_size
         self.image_size = image_size
+        self.pin_memory = pin_memory
+        self.prefetch_factor = prefetch_factor
         self._batches = 0
 
     def state_dict(self) -> dict[str, Any]:
@@ -467,7 +489,9 @@ class DetectionTrainLoader:
             collate_fn=detection_collate,
             # its own generator: creating the iterator must not draw from torch's global RNG
             generator=torch.Generator().manual_seed(self.seed),
+            # the stream is infinite: one iterator per run, its workers live as long as it
             persistent_workers=False,
+            **_loader_options(self.num_workers, self.pin_memory, self.prefetch_factor),
         )
         for batch in loader:
             self._batches += 1
@@ -485,6 +509,8 @@ def build_detection_train_loader(
     num_workers: int = 2,
     seed: int = 0,
     filter_empty: bool = True,
+    pin_memory: bool | None = None,
+    prefetch_factor: int | None = None,
 ) -> DetectionTrainLoader:
     """The infinite, seeded training loader.
 
@@ -501,6 +527,10 @@ def build_detection_train_loader(
         seed: seed of the subset, the sample order and the augmentations.
         filter_empty: drop images without boxes (counted and logged); False keeps them as
             background-only examples.
+        pin_memory: page-locked batches for non-blocking copies to a GPU (None: when CUDA
+            is available; the trainer sets it from ``train.device`` unless given here).
+        prefetch_factor: batches each worker loads ahead (None: DataLoader's default of 2;
+            only with ``num_workers > 0``).
     """
     rank, world_size = _dist_info()
     if total_batch_size <= 0 or total_batch_size % world_size:
@@ -559,6 +589,8 @@ def build_detection_train_loader(
         rank=rank,
         world_size=world_size,
         image_size=image_size,
+        pin_memory=pin_memory,
+        prefetch_factor=prefetch_factor,
     )
 
 
@@ -569,6 +601,9 @@ def build_detection_test_loader(
     image_size: int = 512,
     stretch: str | None = "zscale",
     num_workers: int = 0,
+    pin_memory: bool | None = None,
+    persistent_workers: bool = False,
+    prefetch_factor: int | None = None,
 ) -> DataLoader:
     """Every image once, in order, no augmentation; under DDP each rank gets a contiguous
     shard (the evaluator gathers the predictions).
@@ -579,6 +614,9 @@ def build_detection_test_loader(
         image_size: the detector's input size (recorded; images stay at native size).
         stretch: the stretch for :func:`astrodet.data.stretch.to_rgb`.
         num_workers: DataLoader worker processes.
+        pin_memory: page-locked batches (None: when CUDA is available).
+        persistent_workers: keep the workers between evaluations (only with workers).
+        prefetch_factor: batches each worker loads ahead (None: DataLoader's default).
     """
     rank, world_size = _dist_info()
     ds = DetectionDataset(list(dataset), stretch=stretch)
@@ -588,6 +626,8 @@ def build_detection_test_loader(
         sampler=InferenceSampler(len(ds), rank=rank, world_size=world_size),
         num_workers=num_workers,
         collate_fn=detection_collate,
+        persistent_workers=bool(persistent_workers) and num_workers > 0,
+        **_loader_options(num_workers, pin_memory, prefetch_factor),
     )
     loader.image_size = image_size
     return loader

@@ -6,7 +6,11 @@ A config has the roots ``model``, ``dataloader`` (``train``, ``test``, optional 
 ``lr_multiplier`` (a callable of the training progress in ``[0, 1)``, e.g. an fvcore
 param scheduler) and ``train``: ``output_dir``, ``max_iter`` (or ``epochs``), ``eval_period``,
 ``checkpoint_period``, ``log_period``, ``seed``, ``device``, ``amp``, ``init_checkpoint``
-(and optionally ``checkpoint_max_keep``, ``grad_clip``, ``ddp``, ``num_threads``).
+(and optionally ``checkpoint_max_keep``, ``grad_clip``, ``ddp``, ``num_threads``,
+``precision``, ``compile``, ``batch_size_per_gpu``).
+
+Importing this module needs no omegaconf (it is imported where a config is handled), so the
+training loop runs where only torch and the project are installed.
 """
 
 from __future__ import annotations
@@ -21,12 +25,12 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from astrodet.utils import atomic_write_json, prepare_output_dir, seed_everything
+from astrodet.utils.precision import resolve_precision
 
 from . import comm, hooks
 from .checkpoint import (
@@ -41,6 +45,9 @@ from .evaluator import inference_on_dataset
 from .events import JSONWriter, TensorboardWriter
 from .train_loop import SimpleTrainer
 
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
 __all__ = [
     "METRICS_FILE",
     "TRAIN_METRICS_FILE",
@@ -54,6 +61,8 @@ __all__ = [
     "do_train",
     "load_for_eval",
     "resolve_device",
+    "resolve_train_precision",
+    "scale_batch_to_gpus",
     "setup_logging",
 ]
 
@@ -161,7 +170,7 @@ def training_meta(cfg: Any) -> dict[str, Any]:
 def _cfg_get(node: Any, key: str, default: Any = None) -> Any:
     if node is None:
         return default
-    if isinstance(node, DictConfig | Mapping):
+    if isinstance(node, Mapping):  # a DictConfig is a Mapping too
         return node.get(key, default) if key in node else default
     return getattr(node, key, default)
 
@@ -305,6 +314,7 @@ def default_setup(cfg: DictConfig, args: argparse.Namespace) -> Path:
         cfg.train.seed = seed
     seed_everything(int(seed) + comm.get_rank())
 
+    scale_batch_to_gpus(cfg)  # before config.yaml: it records the batch and lr trained with
     configure_cpu_threads(cfg)
     logger.info("environment:\n  %s", _environment())
     logger.info("command line: %s", " ".join(sys.argv))
@@ -343,7 +353,101 @@ def resolve_device(name: str | None = None) -> torch.device:
 
 def _amp_enabled(cfg: DictConfig) -> bool:
     amp = _cfg_get(cfg.train, "amp", False)
-    return bool(_cfg_get(amp, "enabled", False) if isinstance(amp, DictConfig | Mapping) else amp)
+    return bool(_cfg_get(amp, "enabled", False) if isinstance(amp, Mapping) else amp)
+
+
+def resolve_train_precision(cfg: DictConfig, device: torch.device | str) -> str:
+    """``"fp32"``, ``"bf16"`` or ``"fp16"`` for a run on ``device``: ``train.precision``
+    when given (``auto``: bf16 on a GPU that computes it in hardware, else fp32), else
+    ``train.amp`` (True: bf16 where supported, fp16 with loss scaling elsewhere).
+
+    Raises:
+        ValueError: an unknown ``train.precision`` (named), or bf16 on a GPU without it.
+    """
+    precision = _cfg_get(cfg.train, "precision")
+    try:
+        return resolve_precision(precision, device=device, amp=_amp_enabled(cfg))
+    except ValueError as e:
+        raise ValueError(f"train.precision: {e}") from None
+
+
+def scale_batch_to_gpus(cfg: DictConfig) -> float:
+    """Apply ``train.batch_size_per_gpu``: the total batch becomes that many images per
+    process, and the run is rescaled as Detectron2 rescales a config for another number of
+    GPUs: learning rate times ``new / configured total batch`` (the linear scaling rule),
+    ``max_iter`` and the evaluation and checkpoint periods divided by it (the same epochs).
+    ``train.epochs`` runs need no iteration change: their length follows the batch.
+
+    Applying it twice changes nothing the second time (the total already matches).
+
+    Args:
+        cfg: the config; changed in place.
+
+    Returns:
+        the factor applied (1.0 when the option is unset or the total already matches).
+
+    Raises:
+        ValueError: ``train.batch_size_per_gpu`` is not a positive integer, or the config
+            has no ``dataloader.train.total_batch_size`` or ``optimizer.lr`` to scale.
+    """
+    per_gpu = _cfg_get(cfg.train, "batch_size_per_gpu")
+    if per_gpu is None:
+        return 1.0
+    if isinstance(per_gpu, bool) or not isinstance(per_gpu, int) or per_gpu < 1:
+        raise ValueError(f"train.batch_size_per_gpu must be a positive integer, got {per_gpu!r}")
+    loader = cfg.dataloader.train
+    reference = _cfg_get(loader, "total_batch_size")
+    lr = _cfg_get(cfg.get("optimizer"), "lr")
+    if reference is None or lr is None:
+        missing = "dataloader.train.total_batch_size" if reference is None else "optimizer.lr"
+        raise ValueError(f"train.batch_size_per_gpu needs {missing} in the config to scale from")
+    total = per_gpu * comm.get_world_size()
+    if total == int(reference):
+        return 1.0
+    scale = total / int(reference)
+    loader.total_batch_size = total
+    cfg.optimizer.lr = float(lr) * scale
+    t = cfg.train
+    changed = []
+    for key in ("max_iter", "eval_period", "checkpoint_period"):
+        value = _cfg_get(t, key)
+        if value:  # None (epochs, a tenth of the run) and 0 (off) stay as they are
+            t[key] = max(1, round(int(value) / scale))
+            changed.append(f"{key} {value} -> {t[key]}")
+    logger.info(
+        "train.batch_size_per_gpu=%d x %d process(es): total batch %d -> %d, lr %.4g -> %.4g%s",
+        per_gpu,
+        comm.get_world_size(),
+        int(reference),
+        total,
+        float(lr),
+        cfg.optimizer.lr,
+        "".join(f", {c}" for c in changed),
+    )
+    return scale
+
+
+def maybe_compile_backbone(cfg: DictConfig, model: torch.nn.Module) -> bool:
+    """``train.compile``: compile the model's backbone in place with ``torch.compile``
+    (True, or a mode name such as ``"max-autotune"``). The parameter names stay, so
+    checkpoints load with or without it.
+
+    Returns:
+        whether it was compiled.
+
+    Raises:
+        ValueError: the model has no ``backbone`` module.
+    """
+    option = _cfg_get(cfg.train, "compile", False)
+    if not option:
+        return False
+    backbone = getattr(unwrap_model(model), "backbone", None)
+    if not isinstance(backbone, torch.nn.Module):
+        raise ValueError(f"train.compile={option!r}: {type(model).__name__} has no backbone module")
+    kwargs = {} if option is True else {"mode": str(option)}
+    backbone.compile(**kwargs)
+    logger.info("backbone compiled with torch.compile%s", f" (mode {option})" if kwargs else "")
+    return True
 
 
 def _instantiate_with(node: Any, **overrides: Any) -> Any:
@@ -388,6 +492,8 @@ def build_evaluator(cfg: DictConfig, dataset: list[dict], output_dir: str | os.P
             thing_classes=_thing_classes(dl.test.get("dataset")),
             output_dir=output_dir,
         )
+    from omegaconf import OmegaConf
+
     # the test dicts are already loaded: hand them over instead of loading the json again
     # (configs point the evaluator's dataset at the test loader's with an interpolation)
     has_name = _cfg_get(ev_cfg, "dataset_name") is not None
@@ -419,7 +525,9 @@ def do_test(cfg: DictConfig, model: torch.nn.Module) -> dict[str, float]:
         raise TypeError("dataloader.test must build a loader over a DetectionDataset")
     evaluator = build_evaluator(cfg, dicts, output_dir)
     device = next(unwrap_model(model).parameters()).device
-    results = inference_on_dataset(model, loader, evaluator, device=device, amp=_amp_enabled(cfg))
+    results = inference_on_dataset(
+        model, loader, evaluator, device=device, precision=resolve_train_precision(cfg, device)
+    )
     flat = flatten_metrics(results) if results else {}
     if comm.is_main_process() and flat:
         atomic_write_json(output_dir / METRICS_FILE, metrics_to_json(flat))
@@ -447,7 +555,7 @@ def build_model(cfg: DictConfig, device: torch.device | str = "cpu") -> torch.nn
 def _build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     # Detectron2's convention: optimizer.params is a lazy call that receives the model
     params = _cfg_get(cfg.optimizer, "params")
-    if isinstance(params, DictConfig) and "_target_" in params:
+    if isinstance(params, Mapping) and "_target_" in params:
         built = _instantiate_with(params, model=model)
     else:
         built = [p for p in model.parameters() if p.requires_grad]
@@ -533,6 +641,8 @@ def check_checkpoint(cfg: DictConfig, args: argparse.Namespace) -> Path | None:
     """
     import copy
 
+    from omegaconf import OmegaConf
+
     from astrodet.config import instantiate
 
     path = checkpoint_to_load(cfg, args)
@@ -617,20 +727,29 @@ def do_train(cfg: DictConfig, *, resume: bool = False) -> dict[str, float]:
 
     t = cfg.train
     device = resolve_device(_cfg_get(t, "device"))
+    precision = resolve_train_precision(cfg, device)
+    scale_batch_to_gpus(cfg)  # a no-op when default_setup applied it already
     output_dir = Path(t.output_dir)
     # data first: a missing json or image fails before any model is built
     train_loader = instantiate(cfg.dataloader.train)
+    if _cfg_get(cfg.dataloader.train, "pin_memory") is None and hasattr(train_loader, "pin_memory"):
+        # page-locked batches copy to a GPU without blocking; pointless for a CPU run
+        train_loader.pin_memory = device.type == "cuda"
     max_iter, eval_period, checkpoint_period = resolve_schedule(t, train_loader)
     model = build_model(cfg, device)
+    maybe_compile_backbone(cfg, model)
     optimizer = _build_optimizer(cfg, model)
     ddp_model = _create_ddp_model(model, cfg, device)
+    log_period = _cfg_get(t, "log_period", 20)
     trainer = SimpleTrainer(
         ddp_model,
         train_loader,
         optimizer,
         device=device,
-        amp=_amp_enabled(cfg),
+        precision=precision,
         grad_clip=_cfg_get(t, "grad_clip"),
+        log_period=log_period,
+        sync_periods=(eval_period, checkpoint_period),
     )
     scheduler = _build_scheduler(cfg, optimizer, max_iter)
     checkpointer = Checkpointer(
@@ -665,7 +784,7 @@ def do_train(cfg: DictConfig, *, resume: bool = False) -> dict[str, float]:
             hooks.IterationTimer(),
             hooks.LRScheduler(scheduler, optimizer),
             hooks.EvalHook(eval_period, evaluate),
-            hooks.PeriodicWriter(writers, period=_cfg_get(t, "log_period", 20)) if main else None,
+            hooks.PeriodicWriter(writers, period=log_period) if main else None,
             # last: a checkpoint of iteration N is written once N's evaluation and metrics
             # line are, so a run killed at any moment resumes without a gap in metrics.jsonl
             hooks.PeriodicCheckpointer(checkpointer, checkpoint_period),

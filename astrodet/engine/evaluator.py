@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import nullcontext
 
 import torch
 from torch import nn
+
+from astrodet.utils.precision import autocast, resolve_precision
 
 from . import comm
 from .checkpoint import unwrap_model
@@ -34,6 +35,7 @@ def inference_on_dataset(
     *,
     device: torch.device | str | None = None,
     amp: bool = False,
+    precision: str | None = None,
 ) -> dict:
     """Predict every batch of ``data_loader`` in eval mode and return ``evaluator.evaluate()``.
 
@@ -45,15 +47,14 @@ def inference_on_dataset(
         data_loader: yields ``(images, targets, dicts)`` batches.
         evaluator: an object with ``reset``, ``process(dicts, outputs)``, ``evaluate``.
         device: where the images go (default: the model's device).
-        amp: autocast in bfloat16.
+        amp: mixed precision (bfloat16 where the device supports it, else float16).
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"``; overrides ``amp``.
     """
     model = unwrap_model(model)
     if device is None:
         device = next(model.parameters()).device
     device = torch.device(device)
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=torch.bfloat16) if amp else nullcontext()
-    )
+    precision = resolve_precision(precision, device=device, amp=amp)
     from tqdm.auto import tqdm
 
     evaluator.reset()
@@ -71,7 +72,7 @@ def inference_on_dataset(
             )
             for images, _, dicts in bar:
                 images = [im.to(device, non_blocking=True) for im in images]
-                with autocast:
+                with autocast(precision, device):
                     outputs = model(images)
                 evaluator.process(dicts, [_to_cpu(o) for o in outputs])
                 n += len(images)
