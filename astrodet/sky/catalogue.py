@@ -15,9 +15,22 @@ snr                   peak_flux / rms
 score                 detection confidence (1 for classical finders)
 =========== ========= ==========================================================
 
+Optional columns, where the finder or the file gives them: ``island_id`` (the island, a
+connected region of emission, the source belongs to: PyBDSF's ``Isl_id``, Aegean's
+``island``, Selavy's ``island_id``), ``dc_maj``, ``dc_min`` (arcsec) and ``dc_pa`` (deg), the
+deconvolved sizes, and for a PyBDSF Gaussian list ``gaus_id`` and ``pybdsf_source_id``
+(PyBDSF's own numbers: ``source_id`` is ours, unique in the table).
+
+``maj``/``min`` are the sizes as seen on the image, the beam included ("convolved"), as
+finders measure and fit them; the meta key ``SIZES`` says so (``convolved``). A published
+table that gives deconvolved sizes only (VizieR's FIRST ``Maj``/``Min`` without
+``fMaj``/``fMin``, NVSS's ``MajAxis``) has them in ``maj``/``min`` and in ``dc_*`` with
+``SIZES = 'deconvolved'``: they are not taken for what the image shows.
+
 Read from our own files (FITS/CSV), PyBDSF source and Gaussian lists (``.srl``/``.gaul``,
 FITS or ASCII), Aegean tables (FITS/CSV/VOTable), ASKAP Selavy lists and published survey
-tables (VizieR column names). Written as FITS, CSV and a DS9 region
+tables (VizieR column names). Written as FITS (with the meta: beam, pixel scale, image,
+finder), a plain CSV (one header row, no meta, so any CSV reader takes it) and a DS9 region
 file. COCO boxes follow the MGCLS convention of :mod:`astrodet.data.mgcls` (the bounding
 box of the projected FWHM ellipse), which stays the one place that defines it.
 """
@@ -48,6 +61,8 @@ __all__ = [
     "catalogue_to_boxes",
     "catalogue_to_coco",
     "coco_to_catalogue",
+    "EXTRA_COLUMNS",
+    "SIZES_KEY",
     "new_catalogue",
     "read_catalogue",
     "write_catalogue",
@@ -98,6 +113,18 @@ DESCRIPTIONS = {
     "snr": "peak_flux / rms",
     "score": "detection confidence",
 }
+#: Optional columns our readers fill where a file gives them (unit, description).
+EXTRA_COLUMNS = {
+    "island_id": ("", "island (connected emission) of the source"),
+    "dc_maj": ("arcsec", "deconvolved major axis FWHM"),
+    "dc_min": ("arcsec", "deconvolved minor axis FWHM"),
+    "dc_pa": ("deg", "deconvolved major axis position angle, east of north"),
+    "gaus_id": ("", "PyBDSF Gaussian number (may restart in each island)"),
+    "pybdsf_source_id": ("", "PyBDSF source number of the Gaussian"),
+}
+_INTEGER_EXTRAS = ("island_id", "gaus_id", "pybdsf_source_id")
+#: Meta key saying whether maj/min include the beam ("convolved") or not ("deconvolved").
+SIZES_KEY = "SIZES"
 #: Table meta keys of the beam (arcsec, arcsec, deg) and the pixel scale (arcsec/pixel).
 BEAM_KEYS = ("BEAM_MAJ", "BEAM_MIN", "BEAM_PA")
 PIXSCALE_KEY = "PIXSCALE"
@@ -106,7 +133,8 @@ _FORMATS = ("fits", "csv", "reg")
 # Foreign tables: our column -> (their column, default unit when the file has none).
 # Case-insensitive names; the first listed name found is used.
 _PYBDSF = {
-    "source_id": (("Source_id", "Gaus_id"), ""),
+    "source_id": (("Source_id",), ""),
+    "island_id": (("Isl_id",), ""),
     "ra": (("RA",), "deg"),
     "dec": (("DEC",), "deg"),
     "x": (("Xposn",), "pix"),
@@ -116,10 +144,14 @@ _PYBDSF = {
     "maj": (("Maj",), "deg"),
     "min": (("Min",), "deg"),
     "pa": (("PA",), "deg"),
+    "dc_maj": (("DC_Maj",), "deg"),
+    "dc_min": (("DC_Min",), "deg"),
+    "dc_pa": (("DC_PA",), "deg"),
     "rms": (("Isl_rms",), "Jy/beam"),
 }
 _AEGEAN = {
     "source_id": (("uuid_index", "source"), ""),
+    "island_id": (("island",), ""),
     "ra": (("ra",), "deg"),
     "dec": (("dec",), "deg"),
     "x": (("x",), "pix"),
@@ -137,9 +169,13 @@ _SELAVY = {
     "dec": (("dec_deg_cont",), "deg"),
     "peak_flux": (("flux_peak",), "mJy/beam"),
     "total_flux": (("flux_int",), "mJy"),
+    "island_id": (("island_id",), ""),
     "maj": (("maj_axis",), "arcsec"),
     "min": (("min_axis",), "arcsec"),
     "pa": (("pos_ang",), "deg"),
+    "dc_maj": (("maj_axis_deconv",), "arcsec"),
+    "dc_min": (("min_axis_deconv",), "arcsec"),
+    "dc_pa": (("pos_ang_deconv",), "deg"),
     "rms": (("rms_image", "background_noise"), "mJy/beam"),
 }
 # Published survey tables as VizieR and survey archives serve them (FIRST, NVSS, SUMSS, TGSS,
@@ -152,11 +188,17 @@ _SURVEY = {
     ),
     "peak_flux": (("Fpeak", "Speak", "Peak_flux", "S_peak", "Peak"), "mJy/beam"),
     "total_flux": (("Fint", "Stotal", "Total_flux", "S_int", "Sint", "S1.4", "Flux"), "mJy"),
-    "maj": (("Maj", "MajAxis", "Major", "DC_Maj"), "arcsec"),
-    "min": (("Min", "MinAxis", "Minor", "DC_Min"), "arcsec"),
-    "pa": (("PA", "PosAng"), "deg"),
+    "island_id": (("Isl_id",), ""),
     "rms": (("Rms", "Isl_rms", "RMS_noise", "Noise", "local_rms"), "mJy/beam"),
 }
+# Sizes of published tables: (maj, min, pa) names, fitted (the beam included) and
+# deconvolved. VizieR's FIRST gives fMaj/fMin/fPA fitted and Maj/Min/PA deconvolved; NVSS
+# MajAxis/MinAxis/PA deconvolved; PyBDSF-made survey lists (LoTSS) Maj/Min/PA fitted beside
+# DC_Maj/DC_Min/DC_PA. So Maj/MajAxis are deconvolved unless DC_Maj sits beside them.
+_SURVEY_FITTED = (("fMaj",), ("fMin",), ("fPA",))
+_SURVEY_DECONVOLVED = (("Maj", "MajAxis", "Major"), ("Min", "MinAxis", "Minor"), ("PA", "PosAng"))
+_PYBDSF_STYLE = (("Maj",), ("Min",), ("PA",))
+_PYBDSF_DECONVOLVED = (("DC_Maj",), ("DC_Min",), ("DC_PA",))
 _OURS = {c: ((c,), UNITS[c]) for c in COLUMNS}
 
 
@@ -172,10 +214,12 @@ def new_catalogue(*, meta: dict | None = None, **columns) -> Table:
         meta: table metadata (e.g. ``BEAM_MAJ``/``BEAM_MIN``/``BEAM_PA`` in arcsec/deg,
             ``PIXSCALE`` arcsec/pixel, ``IMAGE``, ``FINDER``).
         **columns: values of any of :data:`COLUMNS` (equal lengths); missing ones are NaN,
-            ``score`` 1 and ``source_id`` 0..n-1. Other names are kept as extra columns.
+            ``score`` 1 and ``source_id`` 0..n-1. Other names are kept as extra columns
+            (those of :data:`EXTRA_COLUMNS` with their unit).
 
     Returns:
-        an ``astropy.table.Table`` with :data:`COLUMNS` first, in that order.
+        an ``astropy.table.Table`` with :data:`COLUMNS` first, in that order; its meta says
+        ``SIZES = 'convolved'`` unless ``meta`` says otherwise.
     """
     from astropy.table import Table
 
@@ -185,6 +229,8 @@ def new_catalogue(*, meta: dict | None = None, **columns) -> Table:
         raise ValueError(f"catalogue columns differ in length: {lengths}")
     n = next(iter(lengths.values()), 0)
     table = Table(meta=dict(meta or {}))
+    # finders measure and fit sizes on the image: the beam is in them
+    table.meta.setdefault(SIZES_KEY, "convolved")
     for name in COLUMNS:
         if name in arrays:
             values = arrays[name]
@@ -199,7 +245,15 @@ def new_catalogue(*, meta: dict | None = None, **columns) -> Table:
         table[name].unit = UNITS[name] or None
         table[name].description = DESCRIPTIONS[name]
     for name, values in arrays.items():
-        if name not in COLUMNS:
+        if name in COLUMNS:
+            continue
+        if name in EXTRA_COLUMNS:
+            unit, description = EXTRA_COLUMNS[name]
+            dtype = np.int64 if name in _INTEGER_EXTRAS else np.float64
+            table[name] = np.asarray(values, dtype=dtype)
+            table[name].unit = unit or None
+            table[name].description = description
+        else:
             table[name] = values
     return table
 
@@ -270,13 +324,13 @@ def _regions_text(table) -> str:
 
 
 def _csv_text(table) -> str:
-    # The meta (beam, pixel scale, image) goes into '#' lines, which CSV readers skip.
+    # One header row and the rows, nothing before them: astropy's and pandas' readers take
+    # it as it is. The meta (beam, pixel scale, image) lives in the FITS table.
     out = table.copy(copy_data=False)
     out.meta = {}
     buf = io.StringIO()
     out.write(buf, format="ascii.csv")
-    lines = [f"# {k} = {v}\n" for k, v in table.meta.items() if k != "comments"]
-    return "".join(lines) + buf.getvalue()
+    return buf.getvalue()
 
 
 def _fits_bytes(table) -> bytes:
@@ -295,6 +349,9 @@ def write_catalogue(
     overwrite: bool = False,
 ) -> dict[str, Path]:
     """Write ``<stem>.fits``, ``<stem>.csv`` and ``<stem>.reg`` (DS9 ellipses), atomically.
+
+    The FITS table keeps the meta (beam, pixel scale, image...); the CSV is plain (one header
+    row, then the rows) for any CSV reader, without the meta.
 
     Args:
         table: a catalogue (from :func:`new_catalogue` or :func:`read_catalogue`).
@@ -341,6 +398,7 @@ def _read_any(path: Path) -> Table:
     if name.endswith((".vot", ".xml", ".votable")):
         return Table.read(path, format="votable")
     if name.endswith(".csv"):
+        # plain CSV, or our older CSVs that opened with '# KEY = value' lines
         table = Table.read(path, format="ascii.csv", comment="#")
         meta = {}
         for line in table.meta.pop("comments", []):
@@ -416,17 +474,62 @@ def _angle(path: Path, col, unit: str) -> np.ndarray:
         raise CatalogueError(f"{path}: column {col.name!r} ({text[0]!r}...) not read: {e}") from e
 
 
+def _integers(col) -> np.ndarray | None:
+    """Integer ids of a column: its values, or codes of text ids (Selavy's
+    ``SB9442_island_1``) in order of first appearance; None for an unusable column."""
+    values = np.ma.filled(np.ma.asarray(col), -1) if np.ma.isMaskedArray(col) else np.asarray(col)
+    try:
+        return np.asarray(values, dtype=np.int64)
+    except (TypeError, ValueError):
+        pass
+    text = np.char.strip(np.asarray(values, dtype=str))
+    _, first, codes = np.unique(text, return_index=True, return_inverse=True)
+    # codes by order of first appearance, not alphabetical ("island_10" after "island_9")
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    return rank[codes.ravel()]
+
+
+def _survey_sizes(raw) -> tuple[dict, str]:
+    """Our size columns of a published table: ``{ours: (their names, default unit)}`` and
+    what ``maj``/``min`` hold (``convolved`` or ``deconvolved``; see :data:`_SURVEY_FITTED`)."""
+    pybdsf_style = _column(raw, _PYBDSF_DECONVOLVED[0]) is not None
+    fitted = _PYBDSF_STYLE if pybdsf_style else _SURVEY_FITTED
+    deconvolved = _PYBDSF_DECONVOLVED if pybdsf_style else _SURVEY_DECONVOLVED
+    out = {}
+    if _column(raw, deconvolved[0]) is not None:
+        out.update(
+            dc_maj=(deconvolved[0], "arcsec"),
+            dc_min=(deconvolved[1], "arcsec"),
+            dc_pa=(deconvolved[2], "deg"),
+        )
+    if _column(raw, fitted[0]) is not None:
+        out.update(maj=(fitted[0], "arcsec"), min=(fitted[1], "arcsec"), pa=(fitted[2], "deg"))
+        return out, "convolved"
+    if out:
+        # deconvolved sizes only: in maj/min too, and the meta says which they are
+        out.update(maj=out["dc_maj"], min=out["dc_min"], pa=out["dc_pa"])
+        return out, "deconvolved"
+    return out, "convolved"
+
+
 def read_catalogue(path: str | os.PathLike) -> Table:
     """Read a source catalogue into our columns and units.
 
-    Accepts our own FITS/CSV, PyBDSF ``.srl``/``.gaul`` (FITS or ASCII; sizes in degrees,
-    ``Isl_rms`` as the rms, ``Xposn``/``Yposn`` as x/y), Aegean tables (``int_flux``,
-    ``a``/``b`` FWHM in arcsec, ``local_rms``; FITS/CSV/VOTable), ASKAP Selavy lists
-    (``ra_deg_cont``, ``flux_peak``/``flux_int`` in mJy, ``rms_image``) and published survey
-    tables (``RAJ2000``/``DEJ2000`` in degrees or sexagesimal, ``Fpeak``/``Fint``,
-    ``S1.4``, ``Maj``/``MajAxis``, ``Rms``...; mJy unless the file says). Units written in
-    the file take precedence over each format's defaults. ``snr`` is peak/rms where not
-    given (NaN without an rms), ``score`` 1 where not given.
+    Accepts our own FITS/CSV (plain, or older CSVs opening with ``# KEY = value`` lines),
+    PyBDSF ``.srl``/``.gaul`` (FITS or ASCII; sizes in degrees, ``Isl_rms`` as the rms,
+    ``Xposn``/``Yposn`` as x/y, ``Isl_id`` as ``island_id``, ``DC_Maj``... as ``dc_*``; a
+    Gaussian list gets our own running ``source_id``, PyBDSF's numbers kept in ``gaus_id``
+    and ``pybdsf_source_id``), Aegean tables (``int_flux``, ``a``/``b`` FWHM in arcsec,
+    ``local_rms``, ``island``; FITS/CSV/VOTable), ASKAP Selavy lists (``ra_deg_cont``,
+    ``flux_peak``/``flux_int`` in mJy, ``rms_image``, ``maj_axis`` fitted and
+    ``maj_axis_deconv`` deconvolved) and published survey tables (``RAJ2000``/``DEJ2000`` in
+    degrees or sexagesimal, ``Fpeak``/``Fint``, ``S1.4``, ``Rms``...; mJy unless the file
+    says; sizes: FIRST's ``fMaj`` fitted and ``Maj`` deconvolved, NVSS's ``MajAxis``
+    deconvolved). Units written in the file take precedence over each format's defaults.
+    ``snr`` is peak/rms where not given (NaN without an rms), ``score`` 1 where not given.
+    The meta's ``SIZES`` says whether ``maj``/``min`` are convolved (the beam included) or
+    deconvolved (a table that gives no other).
 
     Raises:
         FileNotFoundError: no such file.
@@ -442,19 +545,32 @@ def read_catalogue(path: str | os.PathLike) -> Table:
     except Exception as e:  # noqa: BLE001 - any reader failure is a bad catalogue file
         raise CatalogueError(f"{path}: cannot be read as a table ({e})") from e
     kind, schema = _schema(raw)
+    sizes = str(raw.meta.get(SIZES_KEY, "convolved")) if kind == "astrodet" else "convolved"
+    if kind == "survey":
+        extra, sizes = _survey_sizes(raw)
+        schema = {**schema, **extra}
+    gaussians = kind == "pybdsf" and _column(raw, ("Gaus_id",)) is not None
+    if gaussians:
+        # a Gaussian list: several rows per PyBDSF source, and Gaus_id restarts in each
+        # island in some outputs; our source_id numbers the rows, PyBDSF's ids are kept
+        schema = {
+            **{k: v for k, v in schema.items() if k != "source_id"},
+            "gaus_id": (("Gaus_id",), ""),
+            "pybdsf_source_id": (("Source_id",), ""),
+        }
     columns = {}
     for ours, (theirs, default_unit) in schema.items():
         col = _column(raw, theirs)
         if col is None:
             continue
-        if ours == "source_id":
-            try:
-                columns[ours] = np.asarray(col, dtype=np.int64)
-            except (TypeError, ValueError):
-                pass
+        if ours == "source_id" or ours in _INTEGER_EXTRAS:
+            ids = _integers(col)
+            if ids is not None and (ours != "source_id" or np.issubdtype(col.dtype, np.number)):
+                columns[ours] = ids
             continue
+        unit = UNITS[ours] if ours in UNITS else EXTRA_COLUMNS[ours][0]
         try:
-            columns[ours] = _values(col, UNITS[ours], default_unit)
+            columns[ours] = _values(col, unit, default_unit)
         except (TypeError, ValueError):
             if ours not in ("ra", "dec"):
                 raise CatalogueError(f"{path}: column {col.name!r} is not numeric") from None
@@ -476,10 +592,23 @@ def read_catalogue(path: str | os.PathLike) -> Table:
             col = _column(raw, (extra,))
             if col is not None:
                 columns[extra] = _values(col, "", "")
+        # our own optional and extra columns travel on
+        for name in raw.colnames:
+            if name not in COLUMNS and name not in columns:
+                columns[name] = (
+                    _integers(raw[name])
+                    if name in _INTEGER_EXTRAS
+                    else np.ma.filled(np.ma.asarray(raw[name]), np.nan)
+                    if raw[name].dtype.kind == "f"
+                    else np.asarray(raw[name])
+                )
     meta = {k: v for k, v in raw.meta.items() if k != "comments"}
     meta["CATFMT"] = kind
+    meta[SIZES_KEY] = sizes
     table = new_catalogue(meta=meta, **columns)
     logger.info("%s: %d sources (%s format)", path, len(table), kind)
+    if sizes == "deconvolved":
+        logger.info("%s: the table gives deconvolved sizes only (SIZES = 'deconvolved')", path)
     return table
 
 

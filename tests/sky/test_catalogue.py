@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from astropy.table import Table
@@ -70,8 +72,10 @@ def test_round_trip_fits_csv_and_regions(tmp_path):
         for name in COLUMNS:
             np.testing.assert_allclose(np.asarray(back[name], float), np.asarray(t[name], float))
             assert back[name].unit == t[name].unit
-        assert catalogue_beam(back) == (8.0, 8.0, 0.0)
-        assert back.meta["IMAGE"] == "field.fits"
+    # the meta travels in the FITS table; the CSV is plain
+    back = read_catalogue(paths["fits"])
+    assert catalogue_beam(back) == (8.0, 8.0, 0.0)
+    assert back.meta["IMAGE"] == "field.fits" and back.meta["SIZES"] == "convolved"
     from regions import EllipseSkyRegion, Regions
 
     regs = Regions.read(paths["reg"], format="ds9")
@@ -81,6 +85,45 @@ def test_round_trip_fits_csv_and_regions(tmp_path):
     assert r.height.to_value("arcsec") == pytest.approx(6.0, abs=1e-3)
     assert r.angle.to_value("deg") == pytest.approx(120.0)  # PA 30 east of north
     assert r.center.ra.deg == pytest.approx(150.0)
+
+
+def test_csv_is_plain_for_astropy_and_pandas(tmp_path):
+    t = _catalogue()
+    t["island_id"] = [0, 0, 1]
+    path = write_catalogue(t, tmp_path / "cat", formats=["csv"])["csv"]
+    text = path.read_text()
+    assert text.splitlines()[0].startswith("source_id,ra,dec,")  # the header row first
+    assert "#" not in text
+    for table in (Table.read(path), Table.read(path, format="ascii.csv")):
+        assert table.colnames == [*COLUMNS, "island_id"] and len(table) == 3
+        np.testing.assert_allclose(table["total_flux"], t["total_flux"])
+    assert list(read_catalogue(path)["island_id"]) == [0, 0, 1]
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.read_csv(path)
+    assert list(frame.columns) == [*COLUMNS, "island_id"] and len(frame) == 3
+    np.testing.assert_allclose(frame["maj"], t["maj"])
+
+
+def test_older_commented_csv_is_still_read_with_its_meta(tmp_path):
+    t = _catalogue()
+    buf = io.StringIO()
+    t.copy(copy_data=False).write(buf, format="ascii.csv")
+    lines = "".join(f"# {k} = {v}\n" for k, v in t.meta.items())
+    (tmp_path / "old.csv").write_text(lines + buf.getvalue())
+    back = read_catalogue(tmp_path / "old.csv")
+    assert len(back) == 3 and catalogue_beam(back) == (8.0, 8.0, 0.0)
+    assert back.meta["IMAGE"] == "field.fits"
+    np.testing.assert_allclose(back["snr"], t["snr"])
+
+
+def test_optional_columns_round_trip_with_units(tmp_path):
+    t = new_catalogue(
+        ra=[1.0, 2.0], dec=[3.0, 4.0], island_id=[5, 5], dc_maj=[2.0, np.nan], dc_min=[1.0, 0.5]
+    )
+    assert t["dc_maj"].unit == "arcsec" and t["island_id"].dtype.kind == "i"
+    back = read_catalogue(write_catalogue(t, tmp_path / "c", formats=["fits"])["fits"])
+    assert list(back["island_id"]) == [5, 5] and back["dc_maj"].unit == "arcsec"
+    np.testing.assert_allclose(back["dc_maj"], [2.0, np.nan])
 
 
 def test_pixel_regions_without_sky_positions(tmp_path):
@@ -140,6 +183,108 @@ def test_real_pybdsf_positions_match_the_image_wcs(real_data):
     assert np.abs(y - t["y"]).max() < 0.75
 
 
+@pytest.mark.parametrize("name", ["catalogue.gaul", "catalogue.gaul.FITS"])
+def test_real_gaussian_list_ids_are_unique_and_keep_pybdsfs(real_data, name):
+    raw = Table.read(real_data / "pybdsf_test" / "catalogue.gaul.FITS")
+    t = read_catalogue(real_data / "pybdsf_test" / name)
+    # 48 Gaussians of 43 sources: PyBDSF's Source_id repeats, ours does not
+    assert len(np.unique(np.asarray(raw["Source_id"]))) < len(raw)
+    assert list(t["source_id"]) == list(range(len(raw)))
+    assert list(t["gaus_id"]) == list(np.asarray(raw["Gaus_id"]))
+    assert list(t["pybdsf_source_id"]) == list(np.asarray(raw["Source_id"]))
+    assert list(t["island_id"]) == list(np.asarray(raw["Isl_id"]))
+
+
+def test_gaussian_ids_restarting_in_each_island(tmp_path):
+    # a Gaussian list whose Gaus_id restarts in each island (as some PyBDSF outputs write)
+    text = (
+        "# Gaussian list\n"
+        "# Gaus_id Isl_id Source_id RA DEC Total_flux Peak_flux Maj Min PA Isl_rms\n"
+        "0 0 0 150.000 2.0 0.010 0.008 0.002 0.0015 10 0.0001\n"
+        "1 0 0 150.001 2.0 0.005 0.004 0.002 0.0015 10 0.0001\n"
+        "0 1 1 150.010 2.0 0.003 0.003 0.0015 0.0015 0 0.0001\n"
+        "1 1 1 150.011 2.0 0.002 0.002 0.0015 0.0015 0 0.0001\n"
+    )
+    (tmp_path / "c.gaul").write_text(text)
+    t = read_catalogue(tmp_path / "c.gaul")
+    assert list(t["source_id"]) == [0, 1, 2, 3]
+    pairs = list(zip(t["island_id"].tolist(), t["gaus_id"].tolist()))
+    assert pairs == [(0, 0), (0, 1), (1, 0), (1, 1)] and len(set(pairs)) == 4
+    np.testing.assert_allclose(t["maj"], [7.2, 7.2, 5.4, 5.4])
+
+
+def test_real_pybdsf_sizes_convolved_and_deconvolved(real_data):
+    raw = Table.read(real_data / "pybdsf_test" / "catalogue.srl.FITS")
+    t = read_catalogue(real_data / "pybdsf_test" / "catalogue.srl.FITS")
+    assert t.meta["SIZES"] == "convolved"
+    np.testing.assert_allclose(t["maj"], np.asarray(raw["Maj"]) * 3600.0)
+    np.testing.assert_allclose(t["dc_maj"], np.asarray(raw["DC_Maj"]) * 3600.0)
+    np.testing.assert_allclose(t["dc_min"], np.asarray(raw["DC_Min"]) * 3600.0)
+    np.testing.assert_allclose(t["dc_pa"], np.asarray(raw["DC_PA"]))
+    # fitted sizes include the beam: never smaller than the deconvolved ones
+    assert np.all(np.asarray(t["maj"]) >= np.nan_to_num(np.asarray(t["dc_maj"])) - 1e-6)
+    assert list(t["island_id"]) == list(np.asarray(raw["Isl_id"]))
+
+
+def _first_vizier(**sizes):
+    t = Table({"RAJ2000": [150.0], "DEJ2000": [2.0], "Fpeak": [5.0], "Fint": [6.0], **sizes})
+    for name in sizes:
+        t[name].unit = "deg" if name.endswith("PA") else "arcsec"
+    return t
+
+
+def test_published_tables_map_fitted_and_deconvolved_sizes(tmp_path):
+    # VizieR's FIRST: fMaj/fMin/fPA fitted, Maj/Min/PA deconvolved
+    _first_vizier(Maj=[2.0], Min=[0.0], PA=[30.0], fMaj=[6.1], fMin=[5.4], fPA=[28.0]).write(
+        tmp_path / "first.fits"
+    )
+    t = read_catalogue(tmp_path / "first.fits")
+    assert t.meta["SIZES"] == "convolved"
+    assert (t["maj"][0], t["min"][0], t["pa"][0]) == (6.1, 5.4, 28.0)
+    assert (t["dc_maj"][0], t["dc_min"][0], t["dc_pa"][0]) == (2.0, 0.0, 30.0)
+    # deconvolved only (FIRST without fMaj; NVSS's MajAxis): said so, not taken as fitted
+    for name, cols in (
+        ("first_dc", {"Maj": [2.0], "Min": [1.0], "PA": [30.0]}),
+        ("nvss", {"MajAxis": [20.0], "MinAxis": [10.0], "PA": [-5.0]}),
+    ):
+        _first_vizier(**cols).write(tmp_path / f"{name}.fits")
+        t = read_catalogue(tmp_path / f"{name}.fits")
+        assert t.meta["SIZES"] == "deconvolved", name
+        first = next(iter(cols.values()))[0]
+        assert t["maj"][0] == t["dc_maj"][0] == first
+    # a PyBDSF-made survey list (LoTSS-like): Maj fitted beside DC_Maj
+    _first_vizier(Maj=[7.0], Min=[6.0], PA=[0.0], DC_Maj=[3.0], DC_Min=[1.0], DC_PA=[5.0]).write(
+        tmp_path / "lotss.fits"
+    )
+    t = read_catalogue(tmp_path / "lotss.fits")
+    assert t.meta["SIZES"] == "convolved" and (t["maj"][0], t["dc_maj"][0]) == (7.0, 3.0)
+
+
+def test_selavy_fitted_and_deconvolved_sizes_and_text_islands(tmp_path):
+    Table(
+        {
+            "island_id": ["SB1_island_10", "SB1_island_9", "SB1_island_10"],
+            "ra_deg_cont": [150.0, 150.02, 150.001],
+            "dec_deg_cont": [-30.0, -30.01, -30.0],
+            "flux_peak": [2.0, 1.0, 1.5],
+            "flux_int": [3.0, 1.0, 2.0],
+            "maj_axis": [12.0, 8.0, 9.0],
+            "min_axis": [8.0, 8.0, 8.0],
+            "pos_ang": [45.0, 0.0, 10.0],
+            "maj_axis_deconv": [9.0, 0.0, 3.0],
+            "min_axis_deconv": [1.0, 0.0, 0.0],
+            "pos_ang_deconv": [44.0, 0.0, 12.0],
+        }
+    ).write(tmp_path / "selavy.csv", format="ascii.csv")
+    t = read_catalogue(tmp_path / "selavy.csv")
+    assert t.meta["SIZES"] == "convolved"
+    np.testing.assert_allclose(t["maj"], [12.0, 8.0, 9.0])
+    np.testing.assert_allclose(t["dc_maj"], [9.0, 0.0, 3.0])
+    np.testing.assert_allclose(t["dc_pa"], [44.0, 0.0, 12.0])
+    # text island names become numbers, in order of appearance: one island of two
+    assert list(t["island_id"]) == [0, 1, 0]
+
+
 @pytest.mark.parametrize("fmt", ["fits", "csv", "votable"])
 def test_aegean_table(tmp_path, fmt):
     t = Table(
@@ -160,6 +305,7 @@ def test_aegean_table(tmp_path, fmt):
     t.write(path, format={"fits": "fits", "csv": "ascii.csv", "votable": "votable"}[fmt])
     cat = read_catalogue(path)
     assert cat.meta["CATFMT"] == "aegean"
+    assert list(cat["island_id"]) == [1, 2]
     np.testing.assert_allclose(cat["total_flux"], [3e-3, 1e-3])
     np.testing.assert_allclose(cat["maj"], [12.0, 8.0])
     np.testing.assert_allclose(cat["snr"], [20.0, 5.0])

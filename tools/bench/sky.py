@@ -12,7 +12,8 @@ As a script, the held-out check on real FIRST fields:
 runs the detector and the classical finder over the held-out fields of the FIRST PyBDSF
 set (``--split train``: the training fields, for development; ``--no-deblend``: one source
 per detected box) and scores both against PyBDSF's catalogues (completeness and reliability per PyBDSF
-S/N bin, ``astrodet.sky.crossmatch``), writing ``DIR/summary.json``, ``DIR/table.md`` and
+S/N bin, and over PyBDSF's islands: one detection covering the sources of an island finds it;
+optimal one-to-one matching, ``astrodet.sky.crossmatch``), writing ``DIR/summary.json``, ``DIR/table.md`` and
 one comparison folder per finder. Beside them, PyBDSF on the same fields mirrored left to
 right is scored against PyBDSF (``--no-mirror`` skips it): how much its catalogue moves
 when only the order of the pixels changes; and PyBDSF on the fields with a little more
@@ -259,10 +260,20 @@ def _stack(tables, path: Path) -> Path:
     from astrodet.sky.catalogue import COLUMNS
 
     if tables:
+        extra = {}
+        if all("island_id" in t.colnames for t in tables):
+            # island numbers restart in each field: offset them so islands stay apart
+            ids, start = [], 0
+            for table in tables:
+                own = np.asarray(table["island_id"], np.int64)
+                ids.append(own + start)
+                start += int(own.max()) + 1 if len(own) else 0
+            extra["island_id"] = np.concatenate(ids)
         t = vstack(tables, metadata_conflicts="silent")
         t = new_catalogue(
             meta={"BEAM_MAJ": BEAM, "BEAM_MIN": BEAM, "BEAM_PA": 0.0},
             **{c: np.asarray(t[c]) for c in COLUMNS if c != "source_id"},
+            **extra,
         )
     else:
         t = new_catalogue()
@@ -325,11 +336,15 @@ def mirror_field(path: Path, out: Path) -> Path:
 
 
 def noisier_field(path: Path, out: Path, *, fraction: float = 0.5, seed: int = 0) -> Path:
-    """``path`` with more noise: Gaussian noise smoothed by the beam (interferometric noise
-    is correlated over a beam, white noise is not) with an rms of ``fraction`` times the
-    field's own (sigma-clipped), written to ``out`` unless it is there already. The noise
+    """``path`` with more noise: Gaussian noise correlated like the beam (interferometric
+    noise is correlated over a beam, white noise is not) with an rms of ``fraction`` times
+    the field's own (sigma-clipped), written to ``out`` unless it is there already. The noise
     differs from field to field (the file name seeds it with ``seed``) and not from run to
     run. The same sky, a noise level ``sqrt(1 + fraction**2)`` times higher.
+
+    White noise smoothed by a Gaussian of width s is correlated over a Gaussian of width
+    s * sqrt(2) (the kernel convolved with itself): the kernel is the beam's sigma over
+    sqrt(2), so the noise's autocorrelation has the beam's width.
 
     Args:
         path: a FITS field (2-D, with a beam in its header).
@@ -350,7 +365,7 @@ def noisier_field(path: Path, out: Path, *, fraction: float = 0.5, seed: int = 0
     if not fraction > 0:
         raise ValueError(f"the added noise fraction must be > 0, got {fraction}")
     with open_field(path) as field:
-        sigma_px = field.beam_pixels() / 2.3548
+        sigma_px = field.beam_pixels() / (2.0 * math.sqrt(2.0 * math.log(2.0))) / math.sqrt(2.0)
     with fits.open(path) as hdul:
         data, header = np.asarray(hdul[0].data, np.float64), hdul[0].header.copy()
     finite = np.isfinite(data)
@@ -421,8 +436,12 @@ def score_first_heldout(
             srl = pybdsf_catalogue(flipped, thresh_isl=3.0, thresh_pix=5.0)
             found["pybdsf_mirrored"].append(read_catalogue(srl))
         if added_noise > 0:
+            # "beam": fields whose noise is correlated like the beam (folders without it
+            # hold the earlier, wider correlation and are not reused)
             noisier = noisier_field(
-                path, root / f"noisier_{added_noise:g}" / split / path.name, fraction=added_noise
+                path,
+                root / f"noisier_{added_noise:g}_beam" / split / path.name,
+                fraction=added_noise,
             )
             srl = pybdsf_catalogue(noisier, thresh_isl=3.0, thresh_pix=5.0)
             found["pybdsf_noisier"].append(read_catalogue(srl))
@@ -459,7 +478,8 @@ def score_first_heldout(
 
 
 def format_heldout(summary: dict) -> str:
-    """Markdown table: completeness / reliability per PyBDSF S/N bin, both finders."""
+    """Markdown table: completeness / reliability per PyBDSF S/N bin, pooled at S/N >= 10,
+    over all sources, and over PyBDSF's islands (the island-level score), for each finder."""
     names = [
         k for k in ("detector", "classical", "pybdsf_mirrored", "pybdsf_noisier") if k in summary
     ]
@@ -488,7 +508,21 @@ def format_heldout(summary: dict) -> str:
         m = summary[n]["metrics"]
         row += [cell(m["completeness"]), f"{cell(m['reliability'])} ({m['n_catalog']})"]
     lines.append("| " + " | ".join(row) + " |")
+    first = summary[names[0]]["metrics"]
+    if first.get("n_islands") is not None:
+        # one detection covering the several PyBDSF sources of an island finds the island
+        row = ["islands", str(first["n_islands"])]
+        for n in names:
+            m = summary[n]["metrics"]
+            row += [
+                cell(m.get("island_completeness")),
+                f"{cell(m.get('island_reliability'))} ({m['n_catalog']})",
+            ]
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+_ISLAND_KEYS = ("n_islands", "n_islands_found", "island_completeness", "island_reliability")
 
 
 def compare_folders(
@@ -575,6 +609,7 @@ def main(argv=None) -> int:
         except (FileNotFoundError, FileExistsError, ValueError) as e:
             p.exit(2, f"{p.prog}: error: {e}\n")
         print(json.dumps(m["snr_ge_10"]))
+        print(json.dumps({k: m[k] for k in _ISLAND_KEYS}))
         return 0
     try:
         summary = score_first_heldout(
