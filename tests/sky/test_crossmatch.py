@@ -182,3 +182,174 @@ def test_image_cuts_a_survey_list_to_the_field_and_measures_its_snr(tmp_path, ca
         )
     assert m["n_reference"] == 4 and m["completeness"] == pytest.approx(0.75)
     assert "1 of 4 reference sources lie beyond" in caplog.text and "--image" in caplog.text
+
+
+def _row(x_arcsec, y_arcsec=0.0):
+    """A position x arcsec east and y north of (150, DEC0)."""
+    return _offset(150.0, DEC0, x_arcsec, y_arcsec)
+
+
+def _line(xs, **kw):
+    pos = [_row(x) for x in xs]
+    return new_catalogue(ra=[p[0] for p in pos], dec=[p[1] for p in pos], **kw)
+
+
+def test_optimal_matching_beats_nearest_first_in_a_crowd():
+    # references at 0" and 2", catalogue sources at 1.2" and 3.5", radius 3": nearest first
+    # pairs 2"-1.2" (0.8") and leaves both others unmatched; the optimum matches both
+    ref, cat = _line([0.0, 2.0]), _line([1.2, 3.5])
+    m = crossmatch(ref, cat, radius=3.0)
+    assert m.ref.tolist() == [0, 1] and m.cat.tolist() == [0, 1]
+    np.testing.assert_allclose(m.separation, [1.2, 1.5], atol=1e-3)
+    # among assignments of equal size, the smaller total separation
+    ref, cat = _line([0.0, 1.0]), _line([0.2, 1.1])
+    m = crossmatch(ref, cat, radius=3.0)
+    assert dict(zip(m.ref.tolist(), m.cat.tolist())) == {0: 0, 1: 1}
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_optimal_matching_on_a_crowded_random_field(monkeypatch, dense):
+    from scipy.optimize import linear_sum_assignment
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import maximum_bipartite_matching
+
+    import astrodet.sky.crossmatch as xm
+
+    if not dense:  # every group through the sparse solver
+        monkeypatch.setattr(xm, "DENSE_LIMIT", 0)
+    rng = np.random.default_rng(4)
+    ref = _line(rng.uniform(0, 120, 150))
+    ref["dec"] = DEC0 + rng.uniform(0, 40, 150) * ARCSEC
+    cat = _line(rng.uniform(0, 120, 170))
+    cat["dec"] = DEC0 + rng.uniform(0, 40, 170) * ARCSEC
+    radius = 3.0
+    m = crossmatch(ref, cat, radius=radius)
+    assert len(set(m.ref.tolist())) == len(m.ref) and len(set(m.cat.tolist())) == len(m.cat)
+    assert np.all(m.separation <= radius)
+    # the most matches any one-to-one choice allows (an independent maximum matching)
+    ir, ic, sep = xm._sky_pairs(ref, cat, np.arange(150), np.arange(170), radius)
+    graph = csr_matrix((np.ones(len(ir)), (ir, ic)), shape=(150, 170))
+    best = int((maximum_bipartite_matching(graph, perm_type="column") >= 0).sum())
+    assert len(m.ref) == best > 50
+    # and the least total separation with that many: one dense problem over the whole field
+    cost = np.full((150, 170), 1e6)
+    cost[ir, ic] = sep
+    rows, cols = linear_sum_assignment(cost)
+    real = cost[rows, cols] < 1e6
+    assert real.sum() == best
+    assert m.separation.sum() == pytest.approx(cost[rows, cols][real].sum(), rel=1e-9)
+    # nearest first falls short here
+    order, used_r, used_c, greedy = np.argsort(sep), set(), set(), 0
+    for k in order:
+        if ir[k] not in used_r and ic[k] not in used_c:
+            used_r.add(ir[k])
+            used_c.add(ic[k])
+            greedy += 1
+    assert greedy < best
+
+
+def test_one_nan_ra_does_not_switch_the_match_to_pixels(caplog):
+    # 2"/px, north up: x grows to the west (RA decreases)
+    xs = np.array([10.0, 30.0, 50.0, 70.0, 90.0])
+    pos = [_row(-2.0 * (x - 50.0)) for x in xs]
+    meta = {"PIXSCALE": 2.0, "BEAM_MAJ": 6.0, "BEAM_MIN": 6.0, "BEAM_PA": 0.0}
+    ref = new_catalogue(
+        ra=[p[0] for p in pos], dec=[p[1] for p in pos], x=xs, y=np.zeros(5), meta=meta
+    )
+    shifted = [_row(-2.0 * (x - 50.0) + 0.5) for x in xs]  # 0.5" east of each
+    cat = new_catalogue(
+        ra=[p[0] for p in shifted],
+        dec=[p[1] for p in shifted],
+        x=xs - 0.25,
+        y=np.zeros(5),
+        meta={"PIXSCALE": 2.0},
+    )
+    cat["ra"][2] = np.nan
+    with caplog.at_level("WARNING", logger="astrodet.sky.crossmatch"):
+        m = crossmatch(ref, cat, radius=3.0)
+    assert (
+        m.frame == "sky" and m.ref.tolist() == [0, 1, 2, 3, 4] and m.cat.tolist() == m.ref.tolist()
+    )
+    # the rows with sky positions on the sky, the NaN row by its pixels, in arcsec
+    assert m.by_pixels.tolist() == [False, False, True, False, False]
+    np.testing.assert_allclose(m.separation, 0.5, atol=1e-3)
+    assert "0 reference and 1 catalogue sources have no ra/dec" in caplog.text
+    metrics = match_metrics(ref, cat, m)
+    assert metrics["n_matched_by_pixels"] == 1 and metrics["median_offset_arcsec"] == pytest.approx(
+        0.5, abs=1e-3
+    )
+    # no pixel scale: the row is left out and counted, the others still match on the sky
+    ref.meta.pop("PIXSCALE")
+    cat.meta.pop("PIXSCALE")
+    m = crossmatch(ref, cat, radius=3.0)
+    assert m.frame == "sky" and m.ref.tolist() == [0, 1, 3, 4]
+    assert (m.n_reference_unplaced, m.n_catalog_unplaced) == (0, 1)
+
+
+def _islands():
+    """Reference: island 0 a double (two sources 10" apart east-west), islands 1 and 2
+    single sources 60" and 120" away. Catalogue: one detection at the double's middle,
+    its FWHM ellipse 16" x 8" east-west; one on island 1; one spurious."""
+    ref = _line([-5.0, 5.0, 60.0, 120.0], island_id=[0, 0, 1, 2], snr=[20.0, 20.0, 10.0, 8.0])
+    cat = _line([0.0, 60.4, 200.0], maj=[16.0, 6.0, 6.0], min=[8.0, 6.0, 6.0], pa=[90.0, 0, 0])
+    return ref, cat
+
+
+def test_island_level_score_counts_a_detection_covering_an_island():
+    ref, cat = _islands()
+    m = crossmatch(ref, cat, radius=3.0)
+    metrics = match_metrics(ref, cat, m)
+    # source level: only island 1's source is matched (the middle is 5" from both)
+    assert metrics["n_matched"] == 1 and metrics["completeness"] == pytest.approx(0.25)
+    # island level: the double is found by the detection covering it
+    assert (metrics["n_islands"], metrics["n_islands_found"]) == (3, 2)
+    assert metrics["n_catalog_on_islands"] == 2
+    assert metrics["island_completeness"] == pytest.approx(2 / 3)
+    assert metrics["island_reliability"] == pytest.approx(2 / 3)
+    # an ellipse along the other axis (north-south) does not reach the components
+    cat["pa"][0] = 0.0
+    metrics = match_metrics(ref, cat, crossmatch(ref, cat, radius=3.0))
+    assert metrics["n_islands_found"] == 1 and metrics["island_reliability"] == pytest.approx(1 / 3)
+    # without island ids there is no island-level score
+    ref.remove_column("island_id")
+    metrics = match_metrics(ref, cat, crossmatch(ref, cat, radius=3.0))
+    assert metrics["island_completeness"] is None and metrics["n_islands"] is None
+
+
+def test_snr_from_field_is_not_biased_high(tmp_path):
+    """Point sources of known peak S/N 3 and 20 on white noise, 3 px beam, at sub-pixel
+    positions: the brightest pixel within a beam reads the faint ones about 20 % high."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from astrodet.sky.crossmatch import snr_from_field
+    from astrodet.sky.field import open_field
+
+    rng = np.random.default_rng(3)
+    n, noise, sigma = 300, 1e-4, 3.0 / 2.3548
+    img = rng.normal(0.0, noise, (n, n))
+    grid = np.arange(20, 280, 20, dtype=float)
+    xy = np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2) + rng.uniform(-0.5, 0.5, (169, 2))
+    snr = np.where(np.arange(len(xy)) % 2, 3.0, 20.0)
+    yy, xx = np.mgrid[:n, :n]
+    for (x, y), s in zip(xy, snr):
+        img += s * noise * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---SIN", "DEC--SIN"]
+    w.wcs.crval, w.wcs.crpix, w.wcs.cdelt = [150.0, 2.0], [150.0, 150.0], [-2 * ARCSEC, 2 * ARCSEC]
+    h = w.to_header()
+    h["BMAJ"] = h["BMIN"] = 6 * ARCSEC
+    h["BPA"] = 0.0
+    img[:, :8] = np.nan
+    fits.PrimaryHDU(img.astype(np.float32), h).writeto(tmp_path / "f.fits")
+    table = new_catalogue(x=[*xy[:, 0], 4.0, 400.0], y=[*xy[:, 1], 50.0, 50.0])
+    with open_field(tmp_path / "f.fits") as field:
+        measured = snr_from_field(table, field)
+    # on blanked pixels and off the image: NaN
+    assert np.isnan(measured[-2:]).all()
+    measured = measured[:-2]
+    for s in (3.0, 20.0):
+        ratio = np.median(measured[snr == s]) / s
+        assert abs(ratio - 1.0) < 0.08, (s, ratio)
+    # the scatter is the noise's (one rms), not more
+    assert np.std(measured[snr == 3.0] - 3.0) < 1.2
