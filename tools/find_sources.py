@@ -133,7 +133,7 @@ def main(argv=None) -> int:
     images = [Path(p) for p in args.image][rank::world]
     out = Path(args.output)
     from astrodet.sky import Beam, CatalogueError, FieldError, open_field, write_catalogue
-    from astrodet.sky.finders.detector import save_field_picture
+    from astrodet.visualize import save_field_picture
 
     try:
         beam = Beam.from_args(args.beam)

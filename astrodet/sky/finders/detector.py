@@ -28,6 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+# the field picture lives with the other pictures; the old import path keeps working
+from astrodet.visualize import save_field_picture as save_field_picture
+
 from .base import register_finder
 
 logger = logging.getLogger(__name__)
@@ -555,61 +558,3 @@ def measure_field(
     table = table[np.argsort(np.concatenate(order), kind="stable")]
     columns = {c: np.asarray(table[c]) for c in table.colnames if c != "source_id"}
     return new_catalogue(meta={**dict(table.meta), **meta}, **columns)
-
-
-def save_field_picture(field, table, path: str | os.PathLike, *, max_pixels: int = 2048) -> Path:
-    """A PNG of the field (zscale limits, asinh) with the catalogue's FWHM ellipses, north up.
-
-    Any catalogue works (a finder's, PyBDSF's). Large fields are shown subsampled to at
-    most ``max_pixels`` per side (read strided from the memory map).
-
-    Args:
-        field: the :class:`~astrodet.sky.field.Field`.
-        table: a catalogue in our columns (x, y pixels; maj/min arcsec; pa deg).
-        path: the PNG, written atomically.
-        max_pixels: longest side of the picture in image pixels.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from astropy.visualization import AsinhStretch, ImageNormalize, ZScaleInterval
-    from matplotlib.patches import Ellipse
-
-    from astrodet.utils import atomic_save_figure
-
-    ny, nx = field.shape
-    step = max(1, math.ceil(max(ny, nx) / max_pixels))
-    rows = [field.read(y, y + 1, 0, nx)[0, ::step] for y in range(0, ny, step)]
-    image = np.asarray(rows, np.float32)
-    finite = image[np.isfinite(image)]
-    norm = None
-    if finite.size:
-        lo, hi = ZScaleInterval().get_limits(finite)
-        norm = ImageNormalize(vmin=lo, vmax=max(hi, lo + 1e-12), stretch=AsinhStretch(0.1))
-    fig, ax = plt.subplots(figsize=(7, 7 * ny / max(nx, 1)), dpi=110)
-    ax.imshow(image, origin="lower", cmap="gray_r", norm=norm, interpolation="nearest")
-    scale = (field.pixel_scale or 1.0) * step
-    for row in table:
-        x, y = float(row["x"]) / step, float(row["y"]) / step
-        if not np.isfinite(x * y):
-            continue
-        maj, mn, pa = (float(row[c]) for c in ("maj", "min", "pa"))
-        if not np.isfinite(maj * mn):
-            maj = mn = field.beam.fwhm
-        # north up, east left: a position angle east of north is 90 + pa from the +x axis
-        ax.add_patch(
-            Ellipse(
-                (x, y),
-                maj / scale,
-                mn / scale,
-                angle=90.0 + (pa if np.isfinite(pa) else 0.0),
-                fill=False,
-                color="tab:red",
-                lw=0.8,
-            )
-        )
-    ax.set_title(f"{Path(field.path).name}: {len(table)} sources", fontsize=9)
-    ax.set_xlabel("x (pixel)")
-    ax.set_ylabel("y (pixel)")
-    return atomic_save_figure(fig, path, bbox_inches="tight")
