@@ -27,7 +27,8 @@ Islands. When the reference gives islands (``island_id``: PyBDSF's ``Isl_id``), 
 score counts islands rather than sources, as one detection covering the several PyBDSF
 sources of one island has found that island. Each catalogue source is given to at most one
 island: that of its one-to-one match, else that of the nearest reference source within the
-radius or inside the catalogue source's FWHM ellipse. island completeness = islands given at
+radius, inside the catalogue source's FWHM ellipse, or whose FWHM ellipse it lies in (a
+detection of a piece of an extended island). island completeness = islands given at
 least one catalogue source / islands; island reliability = catalogue sources given an island
 / catalogue sources (``island_*`` keys; None without island ids).
 """
@@ -362,10 +363,11 @@ def _island_ids(reference) -> np.ndarray | None:
     return ids
 
 
-def _covering_pairs(reference, catalog, match: Match):
-    """Pairs (reference row, catalogue row, separation) where the reference source lies
-    within the match radius of the catalogue source or inside its FWHM ellipse, in the
-    match's frame (the sky; pixels when it is the pixel frame)."""
+def _covering_pairs(points, shapes, match: Match):
+    """Pairs (row of ``points``, row of ``shapes``, separation) where the source of
+    ``points`` lies within the match radius of the source of ``shapes`` or inside its FWHM
+    ellipse, in the match's frame (the sky; pixels when it is the pixel frame)."""
+    reference, catalog = points, shapes
     maj = np.asarray(catalog["maj"], float)
     mn = np.asarray(catalog["min"], float)
     pa = np.deg2rad(np.nan_to_num(np.asarray(catalog["pa"], float)))
@@ -427,7 +429,17 @@ def island_metrics(reference, catalog, match: Match) -> dict:
         return dict.fromkeys(keys)
     n_cat = len(catalog)
     given = np.full(n_cat, -1, np.int64)  # the island each catalogue source is given
-    ir, ic, sep = _covering_pairs(reference, catalog, match) if n_cat else ([], [], [])
+    ir, ic, sep = np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+    if n_cat and len(reference):
+        # reference sources inside a detection's ellipse, and detections inside a reference
+        # source's (a piece of an extended island)
+        ir, ic, sep = _covering_pairs(reference, catalog, match)
+        jc, jr, sep2 = _covering_pairs(catalog, reference, match)
+        ir, ic, sep = (
+            np.concatenate([ir, jr]),
+            np.concatenate([ic, jc]),
+            np.concatenate([sep, sep2]),
+        )
     if len(ir):
         # the nearest covered reference source decides: write nearest last
         order = np.argsort(-np.asarray(sep), kind="stable")
@@ -652,7 +664,8 @@ def compare_catalogues(
 ) -> dict:
     """Cross-match ``catalog`` with ``reference`` and write the comparison.
 
-    Writes ``output_dir/metrics.json`` (see :func:`match_metrics`, plus the files and the
+    Writes ``output_dir/metrics.json`` (see :func:`match_metrics`: the source-level and,
+    when the reference gives ``island_id``, the island-level score; plus the files and the
     radius and where it came from), ``output_dir/matches.csv`` (reference and catalogue row,
     separation) and ``output_dir/completeness.png``.
 
@@ -729,4 +742,12 @@ def compare_catalogues(
         metrics["completeness"],
         metrics["reliability"],
     )
+    if metrics["n_islands"] is not None:
+        logger.info(
+            "%d/%d reference islands found: island completeness %.3f, reliability %.3f",
+            metrics["n_islands_found"],
+            metrics["n_islands"],
+            metrics["island_completeness"],
+            metrics["island_reliability"],
+        )
     return metrics

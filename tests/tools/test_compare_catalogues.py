@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from astropy.table import Table
 
@@ -84,3 +85,47 @@ def test_missing_image_is_a_one_line_error(tmp_path, capsys):
     assert e.value.code == 2
     assert "no.fits" in capsys.readouterr().err.strip().splitlines()[-1]
     assert not (tmp_path / "o").exists()
+
+
+def test_island_level_score_in_metrics_and_summary(tmp_path, capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sky"))
+    from test_crossmatch import _islands
+
+    ref, cat = _islands()
+    write_catalogue(ref, tmp_path / "ref", formats=["fits"])
+    write_catalogue(cat, tmp_path / "cat", formats=["csv"])
+    argv = ["--reference", str(tmp_path / "ref.fits"), "--catalog", str(tmp_path / "cat.csv")]
+    assert _tool().main([*argv, "--output", str(tmp_path / "o"), "--radius-arcsec", "3"]) == 0
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["n_matched"] == 1 and metrics["completeness"] == pytest.approx(0.25)
+    assert (metrics["n_islands"], metrics["n_islands_found"]) == (3, 2)
+    assert metrics["island_completeness"] == pytest.approx(2 / 3)
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["island_completeness"] == pytest.approx(2 / 3)
+    assert printed["completeness"] == pytest.approx(0.25)
+
+
+def test_real_pybdsf_gaussians_find_every_island_of_its_sources(real_data, tmp_path):
+    # PyBDSF's Gaussian list against its own source list: several Gaussians per source, so
+    # not every Gaussian has a source of its own, but every island is found and most extra
+    # Gaussians lie on their island (two of one wide three-Gaussian source lie beyond both
+    # its FWHM ellipse and theirs)
+    folder = real_data / "pybdsf_test"
+    argv = [
+        "--reference",
+        str(folder / "catalogue.srl.FITS"),
+        "--catalog",
+        str(folder / "catalogue.gaul.FITS"),
+        "--output",
+        str(tmp_path / "o"),
+        "--beam",
+        "54",
+        "54",
+        "0",
+    ]
+    assert _tool().main(argv) == 0
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    n_islands = len(np.unique(Table.read(folder / "catalogue.srl.FITS")["Isl_id"]))
+    assert m["n_islands"] == n_islands and m["island_completeness"] == 1.0
+    assert m["n_catalog"] == 48 and m["n_matched"] <= 43 and m["reliability"] < 0.9
+    assert m["n_catalog_on_islands"] >= 46 and m["island_reliability"] > m["reliability"]
