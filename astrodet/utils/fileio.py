@@ -87,6 +87,40 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
+def atomic_write_fits(
+    path: str | os.PathLike,
+    data: Any,
+    header: Any = None,
+    *,
+    output_verify: str = "silentfix+ignore",
+) -> Path:
+    """Write an image as a one-HDU FITS file under a temporary name beside ``path`` and rename
+    it: a file cut short is never taken for a finished image.
+
+    Args:
+        path: destination file; its folder is created.
+        data: the image array.
+        header: an ``astropy.io.fits.Header`` (e.g. the original image's).
+        output_verify: astropy's header verification; the default fixes what it can and lets
+            through what it cannot (survey headers carry tabs in COMMENT cards that every
+            reader accepts but astropy refuses to write).
+    """
+    from astropy.io import fits
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        fits.PrimaryHDU(data, header).writeto(tmp, overwrite=True, output_verify=output_verify)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
 def atomic_save_torch(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file, then rename: a killed job never leaves a
     half-written checkpoint under the real name."""
