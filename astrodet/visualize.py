@@ -578,8 +578,12 @@ class _Grid:
         x, y = _positions(field, table, what)
         ok = np.isfinite(x) & np.isfinite(y)
         if (~ok).any():
-            logging.getLogger(__name__).info(
-                "%d of %d %s have no position: not drawn", int((~ok).sum()), n, what
+            logging.getLogger(__name__).warning(
+                "%s: %d of %d %s have no pixel position: not drawn",
+                Path(str(field.path)).name,
+                int((~ok).sum()),
+                n,
+                what,
             )
         cols = set(table.colnames)
         maj, mn, pa = (
@@ -628,7 +632,7 @@ def _draw_truth(ax, grid: _Grid, truth, what: str, lw: float):
     if (~good).any():
         import logging
 
-        logging.getLogger(__name__).info(
+        logging.getLogger(__name__).warning(
             "%d of %d %s boxes are not finite: not drawn", int((~good).sum()), len(b), what
         )
     # a box edge e (pixel i spans [i, i + 1)) lies at e / k - 0.5 on the drawn grid
@@ -774,8 +778,10 @@ def draw_field(
     lw = float(np.clip(1.2 * (50.0 / max(n, 1)) ** 0.25, 0.4, 1.2))
     if truth is not None and len(truth):
         _draw_truth(ax, grid, truth, truth_name, lw)
+    undrawn = 0
     if n:
         e = grid.ellipses(table, name)
+        undrawn = n - len(e["rows"])
         _ellipse_artist(ax, e, edgecolor=FIELD_COLOR, linewidth=lw, gid="sources")
         _draw_ids(ax, table, e, max_labels=max_labels, side=(nyb, nxb))
     _draw_beam(ax, grid)
@@ -787,6 +793,8 @@ def draw_field(
         ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.85)
     if title is None:
         title = f"{Path(str(field.path)).name}: {n} {name}"
+        if undrawn:
+            title += f" ({undrawn} without a pixel position)"
         if truth is not None:
             title += f", {len(truth)} {truth_name}"
         if k > 1:

@@ -128,7 +128,7 @@ def test_east_right_field_turns_the_ellipses(tmp_path):
     assert ellipses.get_angles()[0] % 180 == pytest.approx(0.0, abs=0.05)  # east is +x
 
 
-def test_pixel_axes_without_wcs(tmp_path):
+def test_pixel_axes_without_wcs(tmp_path, caplog):
     path = _write(tmp_path / "pix.fits", sky=False, sources=SOURCES[:1])
     with _open(path, beam=(3.0, 3.0, 0.0)) as field:
         assert field.wcs is None
@@ -138,6 +138,13 @@ def test_pixel_axes_without_wcs(tmp_path):
     assert ax.get_xlabel() == "x (pixel)" and ax.get_ylabel() == "y (pixel)"
     (ellipses,) = _by_gid(ax, "sources")
     np.testing.assert_allclose(ellipses.get_offsets(), [[40.0, 60.0]])
+    # sky positions cannot be placed without a WCS: counted, reported, not drawn
+    sky = new_catalogue(ra=[150.0, 150.1], dec=[30.0, 30.0], x=[12.0, np.nan], y=[5.0, np.nan])
+    with _open(path, beam=(3.0, 3.0, 0.0)) as field, caplog.at_level("WARNING"):
+        ax = draw_field(field, sky).axes[0]
+    assert "pix.fits: 1 of 2 sources have no pixel position" in caplog.text
+    assert "2 sources (1 without a pixel position)" in ax.get_title()
+    assert len(_by_gid(ax, "sources")[0].get_offsets()) == 1
 
 
 def test_crowded_field_saves_and_labels_at_most_n(tmp_path):
