@@ -71,6 +71,18 @@ def pybdsf_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     return (Path(env).expanduser() if env else datasets_root() / "cache") / "pybdsf"
 
 
+def _is_cube(image: Path) -> bool:
+    """Whether ``image`` has more than one plane (an extra axis longer than 1)."""
+    from astropy.io import fits
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        header = fits.getheader(image)
+    return any(
+        int(header.get(f"NAXIS{i}", 1)) > 1 for i in range(3, int(header.get("NAXIS", 2)) + 1)
+    )
+
+
 def _cache_key(image: Path, options: dict) -> str:
     """The file's content (not its path or date: a copied or moved field is found again, an
     edited one is not), PyBDSF's version and the options."""
@@ -87,6 +99,9 @@ def _cache_key(image: Path, options: dict) -> str:
         # source lists made before run_pybdsf turned every frame into ICRS are not reused
         "positions": "icrs",
     }
+    if _is_cube(image):
+        # nor those of cubes made from PyBDSF's channel average (it now reads Field's plane)
+        ident["plane"] = "field"
     blob = json.dumps(ident, sort_keys=True, default=str).encode()
     return hashlib.sha1(blob).hexdigest()[:20]
 

@@ -168,3 +168,34 @@ def test_galactic_image_gives_icrs_positions(real_data, tmp_path):
         table = build_finder("pybdsf").find(field)
     order = np.argsort(np.asarray(table["x"]))
     np.testing.assert_allclose(np.asarray(table["x"])[order], np.sort(x), atol=0.05)
+
+
+@pytest.mark.slow
+def test_cube_uses_the_plane_field_reads(real_data, tmp_path):
+    """A cube of 2 channels x Stokes (V, I): PyBDSF used to average the channels (and take
+    the first Stokes plane); it reads channel 0's Stokes I, as Field does, and says so."""
+    from astropy.io import fits
+
+    image = real_data / "pybdsf_test" / "ch0_I.fits"
+    with fits.open(image) as hdul:
+        plane, header = hdul[0].data[0, 0], hdul[0].header.copy()
+    # NAXIS3 STOKES (V at index 0, I at index 1), NAXIS4 FREQ: two channels
+    cube = np.empty((2, 2) + plane.shape, np.float32)
+    cube[:] = plane[:, ::-1]  # the other planes: the sky mirrored
+    cube[0, 1] = plane
+    header["CRVAL3"], header["CDELT3"], header["CRPIX3"] = 4.0, -3.0, 1.0
+    fits.PrimaryHDU(cube, header).writeto(tmp_path / "cube.fits")
+    with open_field(tmp_path / "cube.fits") as field:
+        np.testing.assert_array_equal(field.read(0, 129, 0, 129), plane)
+        found = build_finder("pybdsf").find(field)
+    with open_field(image) as field:
+        expected = build_finder("pybdsf").find(field)
+    assert len(found) == len(expected) >= 10
+    for name in ("ra", "dec", "peak_flux", "total_flux"):
+        np.testing.assert_allclose(
+            np.sort(np.asarray(found[name])), np.sort(np.asarray(expected[name])), rtol=1e-4
+        )
+    # the source list's header says which plane (read into the catalogue's meta)
+    assert (found.meta["CHANNEL"], found.meta["NCHAN"]) == (0, 2)
+    assert found.meta["PLANE"] == "FREQ 0 of 2, STOKES 1 of 2"
+    assert (expected.meta["CHANNEL"], expected.meta["NCHAN"]) == (0, 1)

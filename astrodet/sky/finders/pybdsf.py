@@ -2,7 +2,9 @@
 read into our catalogue columns.
 
 PyBDSF writes a log file beside its input image and needs the restoring beam and an
-observing frequency from the header. The image is therefore linked into a temporary folder
+observing frequency from the header. On a cube it reads the plane :class:`~astrodet.sky.field.Field`
+reads (the first channel, the Stokes-I plane), not the average of every channel it would take
+by default: the catalogue's header says which (``CHANNEL``, ``NCHAN``, ``PLANE``). The image is therefore linked into a temporary folder
 (the user's folder stays untouched, read-only ones work), and the beam (``--beam``) and a
 frequency are passed as arguments when the header lacks them. The frequency only labels the
 plane: a single-plane Stokes-I catalogue does not depend on it.
@@ -95,7 +97,10 @@ def run_pybdsf(
     """Run PyBDSF on a FITS image and write its source list as a FITS table.
 
     Args:
-        image: the FITS image (2-4 axes; PyBDSF takes the first Stokes/frequency plane).
+        image: the FITS image (2-4 axes): PyBDSF reads the plane ``Field`` reads, the first
+            channel and the Stokes-I plane (not the channel average), and the source list's
+            header says which (``CHANNEL``, ``NCHAN``, ``PLANE``); ``collapse_mode`` and
+            ``collapse_ch0`` in ``options`` choose otherwise.
         out_file: the source list (``.fits``), written atomically; an image without sources
             gives an empty table with PyBDSF's main columns.
         beam: ``(maj, min, pa)`` arcsec, arcsec, deg, or a ``Beam``; required when the
@@ -133,17 +138,34 @@ def run_pybdsf(
         )
     if frequency is not None or not header_has_frequency(header):
         kwargs["frequency"] = float(frequency or DEFAULT_FREQUENCY)
+    plane = _plane(image, header, triple)
+    if plane["nchan"] > 1:
+        # PyBDSF averages every channel by default; Field reads one
+        kwargs.update(collapse_mode="single", collapse_ch0=plane["channel"])
     kwargs.update(options)
+    if kwargs.get("collapse_mode", "average") != "single" and plane["nchan"] > 1:
+        plane["channel"] = "average"  # the caller asked for PyBDSF's average
+    elif "collapse_ch0" in kwargs:
+        plane["channel"] = int(kwargs["collapse_ch0"])
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pybdsf_") as tmp:
         local = Path(tmp) / image.name
         rewritten = cdelt_header(header)
-        if rewritten is not None:
-            # a copy PyBDSF can read (pixels streamed from the memory map)
+        if rewritten is not None or plane["stokes_axis"] is not None:
+            # a copy PyBDSF can read (pixels streamed from the memory map): a CDELT header,
+            # and only the Stokes-I plane where it is not the first (PyBDSF takes the first)
+            out_header = header.copy() if rewritten is None else rewritten
             with fits.open(image, memmap=True, do_not_scale_image_data=True) as hdul:
-                fits.PrimaryHDU(hdul[0].data, rewritten).writeto(local)
+                data = hdul[0].data
+                if plane["stokes_axis"] is not None:
+                    axis, index = plane["stokes_axis"], plane["stokes_index"]
+                    cut = [slice(None)] * data.ndim
+                    cut[data.ndim - axis] = slice(index, index + 1)
+                    data = data[tuple(cut)]
+                    out_header[f"CRPIX{axis}"] = float(header.get(f"CRPIX{axis}", 1.0)) - index
+                fits.PrimaryHDU(data, out_header).writeto(local)
         else:
             try:
                 local.symlink_to(image.resolve())
@@ -166,10 +188,52 @@ def run_pybdsf(
                 _positions_to_icrs(tmp_out, header)
             else:
                 _empty_srl().write(tmp_out, format="fits", overwrite=True)
+        _write_plane(tmp_out, plane)
         _move(tmp_out, out_file)
     seconds = time.perf_counter() - start
     logger.info("PyBDSF: %d sources in %s (%.2f s)", n, image, seconds)
     return {"n_sources": n, "seconds": seconds}
+
+
+def _plane(image: Path, header, beam) -> dict:
+    """The plane of ``image`` that :class:`~astrodet.sky.field.Field` reads: ``channel``
+    and ``nchan`` along the frequency (non-Stokes) axis, and, where Stokes I is not the
+    first plane of a STOKES axis, that axis (FITS numbering) and I's index."""
+    from astrodet.sky.field import open_field
+
+    out = {"channel": 0, "nchan": 1, "stokes_axis": None, "stokes_index": 0, "text": "2-D"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a field without WCS warns; PyBDSF will say more
+        with open_field(image, beam=beam) as field:
+            plane = field._plane  # its index along each extra axis, in numpy order
+    naxis = int(header.get("NAXIS", 2))
+    shape = [int(header.get(f"NAXIS{naxis - k}", 1)) for k in range(len(plane))]
+    parts = []
+    for k, index in enumerate(plane):
+        axis = naxis - k  # numpy axes are FITS axes reversed
+        ctype = str(header.get(f"CTYPE{axis}", "")).upper() or "?"
+        parts.append(f"{ctype.split('-')[0]} {index} of {shape[k]}")
+        if ctype.startswith("STOKES"):
+            if index:
+                out.update(stokes_axis=axis, stokes_index=index)
+        elif shape[k] > 1 or out["nchan"] == 1:
+            # PyBDSF takes the non-Stokes axis as its channels
+            out.update(channel=int(index), nchan=int(shape[k]))
+    if parts:
+        out["text"] = ", ".join(parts)
+    return out
+
+
+def _write_plane(srl: Path, plane: dict) -> None:
+    """Which plane the source list comes from, into its header (``CHANNEL``: the 0-based
+    channel, or ``average``; ``NCHAN``; ``PLANE``: every extra axis and its plane)."""
+    from astropy.table import Table
+
+    table = Table.read(srl)
+    table.meta["CHANNEL"] = plane["channel"]
+    table.meta["NCHAN"] = plane["nchan"]
+    table.meta["PLANE"] = plane["text"]
+    table.write(srl, format="fits", overwrite=True)
 
 
 def _positions_to_icrs(srl: Path, header) -> None:
