@@ -4,7 +4,8 @@ Importing the package registers every built-in data set (see :mod:`astrodet.data
 nothing is read or generated until ``DatasetCatalog.get(name)``.
 """
 
-from . import builtin  # noqa: E402,F401  (registers the built-in sets)
+# importing registers the built-in sets, and rgz_first_det (built on first use)
+from . import builtin, rgz_first  # noqa: E402,F401
 from .catalog import DatasetCatalog, MetadataCatalog, register_coco_instances
 from .coco import label_fraction_indices, load_coco_json, save_coco_json, subset_dicts
 from .io import load_dict_image, read_image
