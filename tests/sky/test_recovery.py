@@ -17,13 +17,13 @@ from astrodet.sky.recovery import (
     FieldRecord,
     collect_images,
     count_false,
-    format_table,
     match_truth,
     run_injection_recovery,
     score_finder,
     snr_bins,
     threshold_curve,
 )
+from astrodet.sky.recovery_report import format_table
 
 SNR = [4, 4, 6, 6, 8, 12, 12, 30, 30, 150]
 FOUND = [1, 2, 3, 4, 5, 7, 8]  # truth rows the finder finds
