@@ -5,20 +5,32 @@ about 15 beams (small enough to follow the noise across a primary beam, large en
 source hardly moves the clipped median); images too small for a grid of boxes get one global
 sigma-clipped estimate. NaN pixels are masked.
 
-A source is measured in its box, grown by one beam on each side so that the wings of a source
-whose box is the bounding box of its FWHM ellipse (the MGCLS convention) are counted:
+A source is its box's brightest local maximum. Its own pixels (its footprint) are the
+island holding that maximum (connected pixels at least ``ISLAND_SNR`` = 3 rms up, PyBDSF's
+``thresh_isl``), shared between the sources of one island along the watershed of the light,
+within the box grown by one beam on each side. The sources of an island are fitted together
+with one elliptical Gaussian each (:func:`astrodet.sky.fitting.fit_gaussians`, on their
+footprints grown by a beam into pixels of no other island, so that the fit sees the wings
+below the island level unpicked); a source with fewer pixels than two beam areas is fitted
+with the beam's shape. Then:
 
-* ``peak_flux``: the brightest background-subtracted pixel in the box (Jy/beam);
-* ``total_flux``: the sum of the background-subtracted pixels over the beam area in pixels
-  (Jy), the usual conversion from Jy/beam;
-* ``maj``, ``min``, ``pa``: from the flux-weighted second moments of the connected pixels
-  around the peak above ``3 x rms`` (half the peak for fainter ones), corrected for the part of a Gaussian cut away
-  by that level, as FWHM in arcsec and a position angle east of north through the WCS (any
-  orientation or flip; north up with east to the left without a WCS);
-* ``x``, ``y``: the flux-weighted centroid of the box's own pixels above that level (not
-  the grown margin, where a neighbour sharing the island would pull it; 0-based pixel
-  centres, the field's frame),
-  ``ra``/``dec`` from the WCS; ``rms`` from the rms map at the peak; ``snr = peak / rms``.
+* ``peak_flux``: the fitted amplitude, or where the light is no Gaussian at its peak (the
+  two differ by more than 3 rms), the peak interpolated from the 3 x 3 pixels around the
+  brightest (:func:`astrodet.sky.fitting.interpolated_peak`, exact for a Gaussian): never
+  the brightest pixel itself, which at 3 pixels per beam is 0.86-1.00 of the peak (Jy/beam);
+* ``total_flux``: the fitted Gaussian's integral plus what the island's model misses on the
+  source's own pixels (a source that is not one Gaussian keeps its light; a neighbour's
+  light is the neighbour's Gaussian's), over the beam area (Jy). Without a fit: the
+  footprint's sum, its wings below the level taken as a Gaussian's (a Gaussian cut at
+  ``T`` of its peak ``P`` keeps ``1 - T/P`` of its flux);
+* ``maj``, ``min``, ``pa``: the fitted Gaussian's FWHM in arcsec (convolved with the beam)
+  and its position angle east of north through the WCS (any orientation or flip; north up
+  with east to the left without a WCS); the beam's for a source fitted with the beam's
+  shape; without a fit, the flux-weighted second moments of the footprint, corrected for
+  the part of a Gaussian cut away by the level;
+* ``x``, ``y``: the fitted centre (0-based pixel centres, the field's frame), else the
+  footprint's flux-weighted centroid; ``ra``/``dec`` from the WCS; ``rms`` from the rms map
+  at the brightest pixel; ``snr = peak / rms`` (what a minimum-S/N cut reads).
 
 Deblending (:func:`deblend`, ``measure_sources(deblend=True)``), in units of the beam and of
 the local rms so that it holds for any survey: a box whose pixels hold several significant
@@ -27,7 +39,7 @@ FWHM apart, with the S/N along the line joining two of them dipping below the Ra
 criterion's central dip (``RAYLEIGH_DIP``, 0.735 of the fainter peak: two equal point sources
 are called resolved when the light between them falls to about 74 % of the peaks) and by at
 least ``DIP_SNR`` (3 rms, PyBDSF's island threshold ``thresh_isl``), is measured as one source
-per maximum, each on the pixels nearer to its maximum than to the others'. Two equal beam-sized
+per maximum, each with its share of the island. Two equal beam-sized
 Gaussians dip to 0.94 of their peaks 1 beam apart and to 0.42 at 1.5 beams.
 """
 
@@ -61,6 +73,16 @@ RAYLEIGH_DIP = 0.735
 #: ... and by at least this many rms (PyBDSF's island threshold, ``thresh_isl``): a dip
 #: that noise alone makes is not a gap between two sources.
 DIP_SNR = 3.0
+#: A source with fewer pixels than this many beam areas is fitted with the beam's shape:
+#: a free size would be fitted to the noise (and bias its total flux).
+FREE_FIT_BEAMS = 2.0
+#: The fitted amplitude is the peak when it lies within this many rms of the interpolated
+#: peak.
+PEAK_AGREE_RMS = 3.0
+#: A fitted Gaussian is at most this many times the size its own pixels' moments give.
+MAX_SIZE_GAIN = 2.0
+#: Islands holding more sources than this are fitted one source at a time.
+MAX_GROUP = 12
 
 
 def truncation_factor(peak_over_threshold: np.ndarray) -> np.ndarray:
@@ -266,65 +288,124 @@ def _separate(snr, bright, faint, sep, dip_fraction, dip_snr) -> bool:
     return low <= dip_fraction * peak and peak - low >= dip_snr
 
 
-def _box_centroid(region: np.ndarray, core: tuple[slice, slice], level: float):
-    """Flux-weighted centroid of the pixels of the box (not its grown margin) at or above
-    ``level``: the box says which light is this source's, so a neighbour sharing its
-    island does not pull the position (catalogues' moment centroids are taken over the
-    source alone, not its island)."""
-    c = np.nan_to_num(region[core], nan=-np.inf)
-    yy, xx = np.nonzero(c >= level)
-    w = c[yy, xx]
-    return (
-        (w * xx).sum() / w.sum() + core[1].start,
-        (w * yy).sum() / w.sum() + core[0].start,
-    )
-
-
-def _measure_one(
-    region: np.ndarray,
-    rms: np.ndarray,
-    core: tuple[slice, slice],
-    *,
-    beam_area: float,
-    scale: float,
-) -> dict | None:
-    """One source measured on ``region`` (background-subtracted, NaN outside its pixels):
-    peak in ``core``, flux over the region, centroid and second moments of the connected
-    pixels above the level around the peak. None when the core has no finite pixel."""
-    from scipy import ndimage
-
-    core_px = region[core]
-    if core_px.size == 0 or not np.isfinite(core_px).any():
-        return None
-    py, px = np.unravel_index(np.nanargmax(core_px), core_px.shape)
-    py, px = py + core[0].start, px + core[1].start
-    peak = region[py, px]
-    local_rms = rms[py, px]
-    out = {"peak_flux": peak, "rms": local_rms, "total_flux": np.nansum(region) / beam_area}
-    level = 3.0 * local_rms if np.isfinite(local_rms) and 3.0 * local_rms < peak else 0.5 * peak
-    # The connected pixels above the level around the peak: isolated noise spikes in
-    # the box would weigh heavily on the second moments.
-    labels, _ = ndimage.label(np.nan_to_num(region, nan=-np.inf) >= level)
-    yy, xx = np.nonzero(labels == labels[py, px])
-    w = region[yy, xx]
-    if peak <= 0 or w.sum() <= 0:
-        out["x"], out["y"] = px, py
-        return out
+def _moments(values, xx, yy, peak, level):
+    """Flux-weighted centroid and Gaussian ``(sigma_major, sigma_minor, theta)`` of pixels
+    cut at ``level`` (corrected for the wings cut away); None for the shape when there are
+    too few pixels or no positive light."""
+    w = values
+    if len(w) == 0 or w.sum() <= 0:
+        return None, None
     cx, cy = (w * xx).sum() / w.sum(), (w * yy).sum() / w.sum()
-    out["x"], out["y"] = _box_centroid(region, core, level)
-    if len(w) < 3:
-        return out
-    gfac = truncation_factor(peak / max(level, 1e-30))
-    cxx = (w * (xx - cx) ** 2).sum() / w.sum() / gfac
-    cyy = (w * (yy - cy) ** 2).sum() / w.sum() / gfac
-    cxy = (w * (xx - cx) * (yy - cy)).sum() / w.sum() / gfac
+    if len(w) < 3 or not peak > 0:
+        return (cx, cy), None
+    g = truncation_factor(peak / max(level, 1e-30))
+    cxx = (w * (xx - cx) ** 2).sum() / w.sum() / g
+    cyy = (w * (yy - cy) ** 2).sum() / w.sum() / g
+    cxy = (w * (xx - cx) * (yy - cy)).sum() / w.sum() / g
     half_tr, det_term = (cxx + cyy) / 2.0, math.sqrt(((cxx - cyy) / 2.0) ** 2 + cxy**2)
     lam1, lam2 = half_tr + det_term, max(half_tr - det_term, 1e-6)
     theta = 0.5 * math.atan2(2.0 * cxy, cxx - cyy)  # major axis, from +x towards +y
-    out["maj"] = _FWHM_K * math.sqrt(lam1) * scale
-    out["min"] = _FWHM_K * math.sqrt(lam2) * scale
-    out["direction"] = (math.cos(theta), math.sin(theta))
+    return (cx, cy), (math.sqrt(lam1), math.sqrt(lam2), theta)
+
+
+def _measure_group(
+    residual, rms, members, peaks, feet, regions, islands, *, beam_area, beam_shape, scale, grow
+):
+    """Measure the sources of one island: their Gaussians fitted together, then per source
+    the interpolated peak, the fitted position and shape, and the total flux: the fitted
+    Gaussian's integral plus what the group's model misses on the source's own pixels (a
+    source that is not one Gaussian keeps its measured light)."""
+    from .fitting import fit_gaussians, fit_pixels, interpolated_peak
+
+    initial, stats = [], []
+    for u in members:
+        py, px = peaks[u]
+        yy, xx, level, _ = feet[u]
+        values = residual[yy, xx]
+        peak, ix, iy = interpolated_peak(residual, row=py, column=px)
+        centre, shape = _moments(values, xx, yy, peak, level)
+        fixed = shape is None or len(values) < FREE_FIT_BEAMS * beam_area
+        smaj, smin, theta = beam_shape if fixed else shape
+        initial.append(
+            dict(
+                amplitude=peak, x=ix, y=iy, sigma_major=smaj, sigma_minor=smin, theta=theta,
+                fixed_shape=fixed,
+                # a source's own pixels say roughly how large it is: a Gaussian twice that
+                # would take its neighbour's light
+                max_sigma=MAX_SIZE_GAIN * max(smaj, beam_shape[0]),
+            )
+        )  # fmt: skip
+        stats.append((peak, level, centre, shape, values))
+    yy, xx, owner = fit_pixels(
+        residual, members=members, footprints=feet, regions=regions, islands=islands, grow=grow
+    )
+    values = residual[yy, xx]
+    noise = rms[yy, xx]
+    typical = np.nanmedian(noise) if np.isfinite(noise).any() else 1.0
+    noise = np.where(np.isfinite(noise) & (noise > 0), noise, typical)
+    extent = max(np.ptp(xx) + 1, np.ptp(yy) + 1, 2.0 * beam_shape[0])
+    fits = [None] * len(members)
+    if all(np.isfinite(s["amplitude"]) and s["amplitude"] > 0 for s in initial):
+        fits = fit_gaussians(
+            values, xx.astype(float), yy.astype(float), weights=1.0 / noise, initial=initial,
+            beam_shape=beam_shape, max_sigma=float(extent),
+        )  # fmt: skip
+    out = []
+    for k, u in enumerate(members):
+        py, px = peaks[u]
+        peak, level, centre, shape, own_values = stats[k]
+        m = {"peak_flux": peak, "rms": rms[py, px]}
+        fit = fits[k]
+        if fit is not None:
+            gauss = 2.0 * math.pi * fit["amplitude"] * fit["sigma_major"] * fit["sigma_minor"]
+            mine = owner == k
+            missed = float((values[mine] - fit["model"][mine]).sum())
+            m["total_flux"] = (gauss + missed) / beam_area
+            m["x"], m["y"] = fit["x"], fit["y"]
+            # The fitted Gaussian's peak rests on all its pixels: less noisy than three by
+            # three around the brightest (whose pick favours a pixel noise pushed up); kept
+            # where the two agree within the noise, else the source is no Gaussian there.
+            if abs(fit["amplitude"] - peak) <= PEAK_AGREE_RMS * m["rms"]:
+                m["peak_flux"] = fit["amplitude"]
+            if not initial[k]["fixed_shape"]:
+                shape = (fit["sigma_major"], fit["sigma_minor"], fit["theta"])
+            else:
+                shape = None  # the beam's: filled in by the caller
+        else:
+            # the light above the level, and the wings below it as a Gaussian's: a Gaussian
+            # cut at T of its peak P keeps 1 - T / P of its flux
+            kept = 1.0 - level / peak if peak > 0 and level > 0 else 1.0
+            m["total_flux"] = own_values.sum() / beam_area / min(max(kept, 0.3), 1.0)
+            m["x"], m["y"] = centre if centre is not None else (float(px), float(py))
+        if shape is not None:
+            m["maj"] = _FWHM_K * shape[0] * scale
+            m["min"] = _FWHM_K * shape[1] * scale
+            m["direction"] = (math.cos(shape[2]), math.sin(shape[2]))
+        out.append(m)
     return out
+
+
+def _box_peak(residual, y0, y1, x0, x1) -> tuple[int, int]:
+    """The source of a box: its brightest local maximum (a box around a faint source holds
+    the slope of a bright neighbour, whose pixels may be brighter), else its brightest
+    pixel."""
+    from scipy import ndimage
+
+    ny, nx = residual.shape
+    wy0, wx0 = max(y0 - 1, 0), max(x0 - 1, 0)
+    window = np.nan_to_num(residual[wy0 : min(y1 + 1, ny), wx0 : min(x1 + 1, nx)], nan=-np.inf)
+    core = window[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
+    is_max = (
+        core
+        >= ndimage.maximum_filter(window, size=3, mode="nearest")[
+            y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0
+        ]
+    )
+    candidates = np.where(is_max & np.isfinite(core), core, -np.inf)
+    if not np.isfinite(candidates).any():
+        candidates = core
+    py, px = np.unravel_index(np.argmax(candidates), core.shape)
+    return int(py) + y0, int(px) + x0
 
 
 def measure_sources(
@@ -356,12 +437,11 @@ def measure_sources(
         scores: detection scores (default 1).
         offset: ``(x0, y0)`` of the image in the field: x, y are given in the field's frame.
         wcs: the field's celestial WCS for ra/dec and position angles (None: NaN ra/dec).
-        grow_beams: the box is grown by this many beam FWHM on each side for the flux and
-            the shape.
+        grow_beams: a source's pixels lie within its box grown by this many beam FWHM on
+            each side.
         meta: extra table metadata.
         deblend: a box holding several separate maxima (:func:`deblend`) gives one source
-            per maximum, measured on the pixels nearest to it; its rows follow each other,
-            brightest first, with the box's score.
+            per maximum; its rows follow each other, brightest first, with the box's score.
         thresh_pix: the S/N of a maximum that deblending splits off.
         return_box_index: also return the box of each row.
 
@@ -370,70 +450,104 @@ def measure_sources(
         are in its meta. With ``return_box_index``, ``(catalogue, box index per row)``.
     """
     from .catalogue import PIXSCALE_KEY, new_catalogue
+    from .fitting import beam_shape_pixels, footprints
 
     image = np.asarray(image, dtype=np.float64)
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     n = len(boxes)
     residual = image - (0.0 if bkg is None else np.asarray(bkg, np.float64))
+    residual = np.where(np.isfinite(residual), residual, np.nan)
     rms = np.asarray(rms, np.float64)
     ny, nx = image.shape
     scale = pixel_scale or 1.0
     beam_px = math.sqrt(beam.maj * beam.min) / scale
     beam_area = 2.0 * math.pi * beam.maj * beam.min / (_FWHM_K**2) / scale**2
-    grow = grow_beams * beam_px
+    g = int(math.ceil(grow_beams * beam_px))
     score_in = np.ones(n) if scores is None else np.asarray(scores, float).reshape(-1)
 
-    names = ("x", "y", "peak_flux", "total_flux", "maj", "min", "pa", "rms")
-    rows: list[dict] = []
+    # Each box's sources, by their brightest pixel; boxes sharing one share the source.
+    peaks: list[tuple[int, int]] = []
+    regions: list[list[int]] = []
+    unit_of: dict[tuple[int, int], int] = {}
+    row_unit: list[int | None] = []
     box_index: list[int] = []
     for i, (bx0, by0, bx1, by1) in enumerate(boxes):
         # Pixels whose centres (j + 0.5) fall inside the box; at least the one it sits on.
         ix0, iy0 = int(np.floor(bx0)), int(np.floor(by0))
         ix1, iy1 = max(int(np.ceil(bx1)), ix0 + 1), max(int(np.ceil(by1)), iy0 + 1)
         ix0, iy0, ix1, iy1 = max(ix0, 0), max(iy0, 0), min(ix1, nx), min(iy1, ny)
-        g = int(math.ceil(grow))
         gx0, gy0, gx1, gy1 = max(ix0 - g, 0), max(iy0 - g, 0), min(ix1 + g, nx), min(iy1 + g, ny)
-        region = residual[gy0:gy1, gx0:gx1]
-        region_rms = rms[gy0:gy1, gx0:gx1]
-        core = slice(iy0 - gy0, iy1 - gy0), slice(ix0 - gx0, ix1 - gx0)
-        maxima = []
-        if deblend and region[core].size and np.isfinite(region[core]).any():
-            with np.errstate(divide="ignore", invalid="ignore"):
-                maxima = _find_maxima(
-                    region / region_rms, core=core, beam_pixels=beam_px, thresh_pix=thresh_pix
-                )
-        if len(maxima) < 2:
-            parts = [region]
-        else:
-            # each pixel to its nearest maximum
-            yy, xx = np.mgrid[: region.shape[0], : region.shape[1]]
-            d2 = np.stack([(yy - my) ** 2 + (xx - mx) ** 2 for my, mx in maxima])
-            owner = np.argmin(d2, axis=0)
-            parts = [np.where(owner == k, region, np.nan) for k in range(len(maxima))]
-        for part in parts:
-            m = _measure_one(part, region_rms, core, beam_area=beam_area, scale=scale)
-            row = dict.fromkeys(names, np.nan)
-            row["direction"] = (0.0, 0.0)
-            if m is not None:
-                row.update(m)
-                row["x"] += gx0
-                row["y"] += gy0
-            rows.append(row)
+        core_px = residual[iy0:iy1, ix0:ix1]
+        found: list = []
+        if core_px.size and np.isfinite(core_px).any():
+            if deblend:
+                region = residual[gy0:gy1, gx0:gx1]
+                core = slice(iy0 - gy0, iy1 - gy0), slice(ix0 - gx0, ix1 - gx0)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    maxima = _find_maxima(
+                        region / rms[gy0:gy1, gx0:gx1],
+                        core=core,
+                        beam_pixels=beam_px,
+                        thresh_pix=thresh_pix,
+                    )
+                if len(maxima) >= 2:
+                    found = [(gy0 + my, gx0 + mx) for my, mx in maxima]
+            if not found:
+                found = [_box_peak(residual, iy0, iy1, ix0, ix1)]
+        for peak in found or [None]:
+            u = None
+            if peak is not None:
+                u = unit_of.get(peak)
+                if u is None:
+                    u = unit_of[peak] = len(peaks)
+                    peaks.append(peak)
+                    regions.append([gy0, gy1, gx0, gx1])
+                else:  # the union of the boxes that share it
+                    r = regions[u]
+                    r[:] = [min(r[0], gy0), max(r[1], gy1), min(r[2], gx0), max(r[3], gx1)]
+            row_unit.append(u)
             box_index.append(i)
 
+    feet, islands = footprints(residual, rms, peaks=peaks, regions=regions)
+    beam_shape = beam_shape_pixels(
+        beam, pixel_scale=pixel_scale, wcs=wcs, x=offset[0] + nx / 2.0, y=offset[1] + ny / 2.0
+    )
+    groups: dict = {}
+    for u, foot in enumerate(feet):
+        groups.setdefault(foot[3], []).append(u)
+    measured: list = [None] * len(peaks)
+    for members in groups.values():
+        # a crowded island is fitted source by source: a joint fit's cost grows steeply
+        for part in [members] if len(members) <= MAX_GROUP else [[u] for u in members]:
+            results = _measure_group(
+                residual, rms, part, peaks, feet, regions, islands,
+                beam_area=beam_area, beam_shape=beam_shape, scale=scale,
+                grow=max(1, int(math.ceil(beam_px))),
+            )  # fmt: skip
+            for u, m in zip(part, results):
+                measured[u] = m
+
+    names = ("x", "y", "peak_flux", "total_flux", "maj", "min", "pa", "rms")
+    rows = []
+    for u in row_unit:
+        row = dict.fromkeys(names, np.nan)
+        row["direction"] = (0.0, 0.0)
+        if u is not None:
+            row.update(measured[u])
+        rows.append(row)
     cols = {k: np.array([r[k] for r in rows], float).reshape(-1) for k in names}
     direction = np.array([r["direction"] for r in rows], float).reshape(-1, 2)
     box_index = np.asarray(box_index, int)
     n = len(rows)
     x = cols["x"] + offset[0]
     y = cols["y"] + offset[1]
-    measured = np.isfinite(cols["maj"])
-    if measured.any():
-        cols["pa"][measured] = _position_angle(
-            wcs, x[measured], y[measured], direction[measured, 0], direction[measured, 1]
+    has_shape = np.isfinite(cols["maj"])
+    if has_shape.any():
+        cols["pa"][has_shape] = _position_angle(
+            wcs, x[has_shape], y[has_shape], direction[has_shape, 0], direction[has_shape, 1]
         )
-    # Unresolved or too few pixels: the beam's shape.
-    fill = ~measured & np.isfinite(x)
+    # Unresolved (fitted with the beam's shape) or too few pixels: the beam's shape.
+    fill = ~has_shape & np.isfinite(x)
     cols["maj"][fill], cols["min"][fill], cols["pa"][fill] = beam.maj, beam.min, beam.pa
     ra = dec = None
     if wcs is not None and n:
