@@ -161,6 +161,34 @@ def test_field_with_another_beam_in_pixels_is_resampled_and_mapped_back(tmp_path
         assert plain.stats["scale_factor"] == 1.0 and plain.stats["tile_pixels"] == 32
 
 
+@pytest.mark.parametrize("pixel, factor", [(2.0, 1.0), (1.0, 0.5), (4.0, 2.0)])
+def test_inner_edge_margin_is_one_model_pixel_at_any_resample(tmp_path, monkeypatch, pixel, factor):
+    """Boxes are called touching an inner tile edge within one pixel of the model's tiles:
+    two field pixels of a field shown at half its size, half a pixel of one shown doubled."""
+    import astrodet.sky.finders.detector as detector
+
+    seen = []
+    real_merge = detector.merge_tile_boxes
+
+    def spy(tiles, **kwargs):
+        seen.append(kwargs["margin"])
+        return real_merge(tiles, **kwargs)
+
+    monkeypatch.setattr(detector, "merge_tile_boxes", spy)
+    data = _sky((128, 128), [(40.0, 40.0, 0.05)], sigma=1.3 * 2.0 / pixel)
+    path = _field(tmp_path, data, pixel=pixel, beam=(6.0, 6.0, 0.0))
+    with open_field(path) as field:
+        finder = _finder(ThresholdDetector(0.4))
+        finder.detect(field)
+    assert finder.stats["scale_factor"] == pytest.approx(factor)
+    assert seen == [pytest.approx(1.0 / factor)]
+    assert finder.stats["edge_margin_pixels"] == pytest.approx(1.0 / factor)
+    # a box 1.5 field pixels (0.75 model pixels) from the inner edge of a tile of a field at
+    # half size: touching it, and held whole by the neighbour
+    tile = TileBoxes(0, 48, 64, 112, boxes=np.array([[49.5, 5, 55, 11]]))
+    assert drop_inner_edge_boxes(tile, shape=(128, 128), overlap=16, margin=2.0).tolist() == [False]
+
+
 def test_catalogue_positions_from_the_wcs(tmp_path):
     sources = [(30.0, 20.0, 0.05)]
     path = _field(tmp_path, _sky((64, 64), sources))

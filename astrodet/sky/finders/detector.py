@@ -9,8 +9,9 @@ A field whose beam spans another number of pixels than the training images'
 ``tile_size / f`` field pixels and the boxes are mapped back to the field's own pixel grid.
 
 Merging. A source cut by an inner tile edge is held whole by the neighbouring tile when it
-is smaller than the overlap, so a box touching an inner edge is dropped when the overlap
-could hold it; what remains is merged by non-maximum suppression over the overlaps.
+is smaller than the overlap, so a box touching an inner edge (within ``EDGE_MARGIN`` model
+pixels, ``EDGE_MARGIN / f`` field pixels) is dropped when the overlap could hold it; what
+remains is merged by non-maximum suppression over the overlaps.
 
 Boxes inside this module are XYXY in field pixels, FITS orientation, COCO convention
 (pixel ``i`` spans ``[i, i + 1)``).
@@ -41,6 +42,9 @@ __all__ = ["DetectorFinder", "TileBoxes", "drop_inner_edge_boxes", "merge_tile_b
 #: a 16k x 16k field never holds more than one chunk's maps in memory.
 MEASURE_CHUNK = 2048
 MEASURE_MARGIN = 64
+#: How close to an inner tile edge a box counts as touching it, in model-tile pixels (the
+#: training images' pixels): a fixed distance on the sky, whatever the field is resampled by.
+EDGE_MARGIN = 1.0
 
 
 @dataclass
@@ -444,8 +448,11 @@ class DetectorFinder:
         flush()
         if skipped:
             logger.info("%s: skipped %d of %d all-NaN tiles", field.path, skipped, len(tiles))
+        # the margin is a model-tile pixel: 1 / f field pixels (two of a field shown at half
+        # its size), so a box is called touching at the same sky distance at any resample
+        margin = EDGE_MARGIN / f
         boxes, scores = merge_tile_boxes(
-            results, shape=field.shape, overlap=overlap, nms_thresh=self.nms_thresh
+            results, shape=field.shape, overlap=overlap, nms_thresh=self.nms_thresh, margin=margin
         )
         self.stats = {
             "tiles": len(tiles),
@@ -454,6 +461,7 @@ class DetectorFinder:
             "scale_factor": f,
             "tile_pixels": size,
             "overlap_pixels": overlap,
+            "edge_margin_pixels": margin,
             "raw_boxes": int(sum(len(r.boxes) for r in results)),
             "boxes": len(boxes),
         }
