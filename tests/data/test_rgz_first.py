@@ -1,5 +1,6 @@
-"""The RGZ/FIRST detection set: consensus boxes, the six classes, duplicates of the RGZ
-catalogue, and (on the shared real data) a set whose splits share no sky."""
+"""RGZ consensus (sources, duplicated catalogue entries, boxes) and the RGZ/FIRST detection
+set built from the shared real data: the six classes, boxes around their components, and
+splits that share no sky."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from astrodet.data import DatasetCatalog, MetadataCatalog
+from astrodet.data import rgz_consensus as rc
 from astrodet.data import rgz_first as rf
 from astrodet.data.rgz import RGZ_CLASSES
 
@@ -41,7 +43,7 @@ def test_sources_parse_components_and_claran_split(tmp_path):
         ],
         tgz=True,
     )
-    a, b = rf.read_rgz_sources(path)
+    a, b = rc.read_rgz_sources(path)
     assert a["class"] == "2C_3P" and a["claran_split"] == "test" and len(a["ra"]) == 2
     assert b["class"] == "1C_1P" and b["claran_split"] == "train"
     np.testing.assert_allclose(a["dec"], [20.0, 20.01])
@@ -57,7 +59,7 @@ def test_sources_parse_components_and_claran_split(tmp_path):
 )
 def test_bad_sources_are_errors_naming_them(tmp_path, row, message):
     with pytest.raises(ValueError, match=message):
-        rf.read_rgz_sources(_catalogue(tmp_path, [row]))
+        rc.read_rgz_sources(_catalogue(tmp_path, [row]))
 
 
 def test_duplicate_entries_become_one_source(tmp_path):
@@ -72,7 +74,7 @@ def test_duplicate_entries_become_one_source(tmp_path):
             "4,FIRSTJD,1,1,30.0,20.0,10.0,0.6,1",
         ],
     )
-    kept, counts = rf.unique_rgz_sources(rf.read_rgz_sources(path))
+    kept, counts = rc.unique_rgz_sources(rc.read_rgz_sources(path))
     assert [s["catalog_id"] for s in kept] == [2, 4]
     assert kept[0]["duplicates"] == [1, 3] and kept[0]["class"] == "2C_3P"
     assert kept[0]["claran_split"] == "test"
@@ -94,13 +96,13 @@ def test_consensus_box_follows_connected_emission_within_reach():
     mask[49:51, 72:99] = True  # a faint bridge to a neighbour beyond the source's reach
     labels = label(mask, np.ones((3, 3)))[0]
     comps = np.array([[25.0, 50.0], [65.0, 50.0]])
-    box = rf.consensus_box(labels=labels, components=comps, ang_extent_px=50.0)
+    box = rc.consensus_box(labels=labels, components=comps, ang_extent_px=50.0)
     # west edge from the lobe's emission; the east edge stops at the reach: centre 45 +
     # half the extent 25 + two beams 6 = 76
     assert box[0] == 20.0 and box[1] == 45.0 and box[3] == 55.0
     assert 71.0 <= box[2] <= 77.0
     # a component without emission still gets a beam-sized box
-    alone = rf.consensus_box(
+    alone = rc.consensus_box(
         labels=np.zeros((50, 50), int), components=[[10.0, 12.0]], ang_extent_px=5.0
     )
     np.testing.assert_allclose(alone, [7.5, 9.5, 13.5, 15.5])
