@@ -10,9 +10,21 @@ Cache: ``--cache-dir``, else ``$ASTRODET_CACHE``, else ``datasets_root()/cache``
 ``<cache>/features/<model>/<dataset>/``.
 A file is keyed by the model, its weights (sha256 of the checkpoint file, ``none``, or the
 hub id), the model kwargs and feature kind, the data set (its split, label scheme, subset
-and a fingerprint of its entries) and the preprocessing (image size, stretch, crop). A run
-with the same key reads the file; a changed key computes a new one; a file that cannot be
-read, has the wrong shape or fails its checksum is reported and recomputed.
+and a fingerprint of its entries), the preprocessing (image size, stretch, crop) and the
+precision of the forward pass. A run with the same key reads the file; a changed key
+computes a new one; a file that cannot be read, has the wrong shape or fails its checksum is
+reported and recomputed.
+
+Decoded images: the stretched and resized images of a split are kept too, as one float16
+``.npy`` array under ``<cache>/decoded/<dataset>/`` (one channel for grey images), keyed by
+the entries and the preprocessing but not the model: the next model, or the next run,
+reads them from the page cache instead of decoding PNG/FITS files again. Features are
+always computed from these float16 images when the cache is on, so a first and a later run
+give the same features.
+
+Precision: ``--precision auto`` runs the trunk in bfloat16 autocast on a GPU that computes
+it in hardware and in float32 elsewhere; ``bf16``/``fp16``/``fp32`` ask for one. On a GPU the
+images come through pinned memory and non-blocking copies, ResNets run channels-last.
 """
 
 from __future__ import annotations
@@ -24,6 +36,8 @@ import json
 import logging
 import os
 import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +45,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from astrodet.utils import atomic_write_bytes, datasets_root
+from astrodet.utils import atomic_write_bytes, atomic_write_json, datasets_root
+from astrodet.utils.precision import PRECISIONS, autocast, resolve_precision
 
 from .datasets import (
     AUTO,
@@ -61,6 +76,10 @@ __all__ = [
 # Raised whenever the preprocessing changes what a key's features are (2: zscale falls back
 # to the full range when its limits collapse).
 CACHE_VERSION = 2
+# The decoded-image arrays: their layout and dtype (float16 keeps [0, 1] to 2e-4 or better,
+# far below what bfloat16 autocast rounds away; half the size of float32).
+DECODED_VERSION = 1
+DECODED_DTYPE = np.float16
 _HASHES: dict[tuple, str] = {}
 
 
@@ -244,23 +263,216 @@ class _Images(torch.utils.data.Dataset):
         return prepare_image(self.dicts[i], **self.prep)
 
 
-@torch.inference_mode()
-def _compute(trunk, split: ProbeSplit, *, prep: dict, batch_size, device, num_workers, desc):
-    trunk = trunk.to(device).eval()
-    loader = torch.utils.data.DataLoader(
+def _stack_half(images: list[torch.Tensor]) -> torch.Tensor:
+    """Batch in the decoded cache's dtype, in the worker (so the loader pins the small copy)."""
+    return stack_images(images).to(torch.float16)
+
+
+def _loader(split: ProbeSplit, prep: dict, *, batch_size, num_workers, device, half):
+    cuda = device.type == "cuda"
+    options: dict[str, Any] = {}
+    if num_workers > 0 and cuda:
+        # workers stay up between splits' batches and keep a few batches ready each
+        options.update(persistent_workers=True, prefetch_factor=4)
+    return torch.utils.data.DataLoader(
         _Images(split.dicts, **prep),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
-        collate_fn=stack_images,
+        collate_fn=_stack_half if half else stack_images,
+        pin_memory=cuda,
+        **options,
     )
+
+
+def _decoded_key(
+    dataset: str, split: ProbeSplit, split_name: str, limit, prep: dict, fingerprint: str
+) -> dict:
+    # labels are in the fingerprint too: a relabelled split decodes once more, which is rare
+    return {
+        "version": DECODED_VERSION,
+        "dtype": np.dtype(DECODED_DTYPE).name,
+        "dataset": dataset,
+        "split": split_name,
+        "limit": limit,
+        "n": len(split.dicts),
+        "fingerprint": fingerprint,
+        **prep,
+    }
+
+
+def _decoded_path(cache_dir, dataset: str, split_name: str, key: dict) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    return cache_root(cache_dir) / "decoded" / _safe(dataset) / f"{split_name}-{digest}.npy"
+
+
+def _open_decoded(path: Path, key: dict) -> tuple[np.ndarray | None, str | None]:
+    """The decoded images of ``path`` as a read-only memory map, or (None, why not)."""
+    meta_path = path.with_suffix(".json")
+    if not path.exists() or not meta_path.exists():
+        return None, None
+    try:
+        meta = json.loads(meta_path.read_text())
+        images = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as e:  # any unreadable file is a miss, reported by the caller
+        return None, f"unreadable ({type(e).__name__}: {e})"
+    if meta.get("key") != key:
+        return None, "its key differs from the file name's"
+    if images.dtype != DECODED_DTYPE or images.ndim != 4 or len(images) != key["n"]:
+        return None, f"it holds {images.dtype} images of shape {images.shape}"
+    if list(images.shape) != meta.get("shape"):
+        return None, f"its shape {images.shape} is not the recorded {meta.get('shape')}"
+    return images, None
+
+
+class _DecodedWriter:
+    """Writes a split's decoded images batch by batch into a temporary ``.npy`` beside
+    ``path`` and renames it into place once complete (with its key beside it)."""
+
+    def __init__(self, path: Path, key: dict):
+        self.path, self.key = path, key
+        self.array: np.ndarray | None = None
+        self.tmp: str | None = None
+        self.offset = 0
+        self.failed: str | None = None
+
+    def write(self, batch: torch.Tensor) -> None:
+        if self.failed:
+            return
+        if self.array is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, self.tmp = tempfile.mkstemp(
+                prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+            )
+            os.close(fd)
+            shape = (self.key["n"], *batch.shape[1:])
+            self.array = np.lib.format.open_memmap(
+                self.tmp, mode="w+", dtype=DECODED_DTYPE, shape=shape
+            )
+        channels = self.array.shape[1]
+        if batch.shape[1] != channels:
+            if channels == 3 and batch.shape[1] == 1:
+                batch = batch.expand(-1, 3, -1, -1)
+            else:  # grey first, colour later: the layout no longer fits; not cached
+                self.abandon(f"images change from {channels} to {batch.shape[1]} channels")
+                return
+        self.array[self.offset : self.offset + len(batch)] = batch.numpy()
+        self.offset += len(batch)
+
+    def close(self) -> bool:
+        """Rename the complete file into place; returns whether it was written."""
+        if self.failed or self.array is None:
+            return False
+        if self.offset != self.key["n"]:
+            self.abandon(f"{self.offset} of {self.key['n']} images written")
+            return False
+        self.array.flush()
+        shape = list(self.array.shape)
+        self.array = None
+        os.replace(self.tmp, self.path)
+        atomic_write_json(self.path.with_suffix(".json"), {"key": self.key, "shape": shape})
+        return True
+
+    def abandon(self, reason: str) -> None:
+        self.failed = reason
+        self.array = None
+        if self.tmp and os.path.exists(self.tmp):
+            os.unlink(self.tmp)
+        logger.warning("decoded images of %s not cached: %s", self.path.name, reason)
+
+
+def _memmap_batches(images: np.ndarray, batch_size: int, pin: bool):
+    """Batches of a memory-mapped array; the next one is read (and pinned) by a thread
+    while the current one is on the device."""
+
+    def load(i):
+        batch = torch.from_numpy(np.array(images[i : i + batch_size]))
+        return batch.pin_memory() if pin else batch
+
+    starts = range(0, len(images), batch_size)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(load, 0) if len(starts) else None
+        for k in range(len(starts)):
+            batch = future.result()
+            if k + 1 < len(starts):
+                future = pool.submit(load, starts[k + 1])
+            yield batch
+
+
+def _uses_channels_last(trunk) -> bool:
+    # convolutions in bf16/fp16 on a GPU run fastest on NHWC; a ViT's patch embedding is
+    # one conv and then matrix products, which do not care
+    return getattr(getattr(trunk, "info", None), "family", None) == "resnet"
+
+
+def _compute(trunk, batches, *, device, precision, n_batches=None, desc):
+    """Features of a stream of CPU image batches: non-blocking copies to ``device``, the
+    trunk under ``precision`` autocast, the features kept on the device and brought to the
+    host once."""
+    trunk = trunk.to(device).eval()
+    channels_last = device.type == "cuda" and _uses_channels_last(trunk)
+    if channels_last:
+        trunk = trunk.to(memory_format=torch.channels_last)
     out = []
-    for batch in tqdm(loader, desc=desc, unit="batch", leave=False):
-        out.append(trunk.features(batch.to(device)).float().cpu().numpy())
-    features = np.concatenate(out).astype(np.float32, copy=False)
+    with torch.inference_mode(), autocast(precision, device):
+        for batch in tqdm(batches, total=n_batches, desc=desc, unit="batch", leave=False):
+            x = batch.to(device, non_blocking=True)
+            if channels_last and x.shape[1] == 3:
+                x = x.contiguous(memory_format=torch.channels_last)
+            out.append(trunk.features(x))
+    features = torch.cat(out).float().cpu().numpy() if out else np.zeros((0, 0), np.float32)
+    features = features.astype(np.float32, copy=False)
     if not np.isfinite(features).all():
         raise RuntimeError(f"{desc}: the trunk returned non-finite features")
     return features
+
+
+def _split_images(
+    split: ProbeSplit,
+    *,
+    prep: dict,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+    decoded: tuple[Path, dict] | None,
+):
+    """(batches, number of batches) of a split's model inputs: from the decoded cache when
+    it holds them, else decoded now (and written to it when ``decoded`` is given)."""
+    n_batches = -(-len(split.dicts) // batch_size)
+    if decoded is None:
+        loader = _loader(
+            split, prep, batch_size=batch_size, num_workers=num_workers, device=device, half=False
+        )
+        return loader, n_batches
+    path, key = decoded
+    images, problem = _open_decoded(path, key)
+    if images is not None:
+        logger.info("read decoded images %s %s", path, images.shape)
+        return _memmap_batches(images, batch_size, device.type == "cuda"), n_batches
+    if problem:
+        logger.warning("decoded image file %s is corrupted: %s; decoding again", path, problem)
+    loader = _loader(
+        split,
+        {**prep, "grey_one_channel": True},
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        half=True,
+    )
+    writer = _DecodedWriter(path, key)
+
+    def write_through():
+        try:
+            for batch in loader:
+                writer.write(batch)
+                yield batch
+        except BaseException:
+            writer.abandon("interrupted")
+            raise
+        if writer.close():
+            logger.info("wrote decoded images %s", path)
+
+    return write_through(), n_batches
 
 
 def extract_splits(
@@ -282,6 +494,9 @@ def extract_splits(
     num_workers: int = 0,
     use_cache: bool = True,
     resize: int | None = None,
+    precision: str = AUTO,
+    decoded_cache: bool = True,
+    compile: bool = False,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Features of several splits, building the trunk at most once.
 
@@ -301,9 +516,12 @@ def extract_splits(
     if resize is not None:  # only then in the cache key, so earlier caches stay valid
         prep["resize"] = int(resize)
     dev = resolve_device(device)
+    precision = resolve_precision(precision, device=dev)
+    decoded_on = bool(use_cache and decoded_cache)
     out = {}
     for split_name in splits:
         split = load_split(dataset, split_name, label_scheme=label_scheme, limit=limit)
+        fingerprint = _fingerprint(split)
         key = {
             "version": CACHE_VERSION,
             "model": model,
@@ -315,9 +533,14 @@ def extract_splits(
             "label_scheme": label_scheme,
             "limit": limit,
             "n": len(split.labels),
-            "fingerprint": _fingerprint(split),
+            "fingerprint": fingerprint,
             **prep,
         }
+        # only where they differ from the defaults of old: earlier fp32 caches stay valid
+        if precision != "fp32":
+            key["precision"] = precision
+        if decoded_on:
+            key["decoded"] = np.dtype(DECODED_DTYPE).name
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
         path = cache_root(cache_dir) / "features" / _safe(model) / _safe(dataset)
         path = path / f"{split_name}-{digest}.npz"
@@ -329,14 +552,30 @@ def extract_splits(
             else:
                 logger.warning("feature cache file %s is corrupted: %s; recomputing", path, problem)
         if features is None:
-            features = _compute(
-                holder.get(),
+            desc = f"{model} {dataset}_{split_name}"
+            decoded = None
+            if decoded_on:
+                dkey = _decoded_key(dataset, split, split_name, limit, prep, fingerprint)
+                decoded = (_decoded_path(cache_dir, dataset, split_name, dkey), dkey)
+            batches, n_batches = _split_images(
                 split,
                 prep=prep,
                 batch_size=batch_size,
-                device=dev,
                 num_workers=num_workers,
-                desc=f"{model} {dataset}_{split_name}",
+                device=dev,
+                decoded=decoded,
+            )
+            trunk = holder.get()
+            if compile and not getattr(trunk, "_probe_compiled", False):
+                trunk.model.compile()
+                trunk._probe_compiled = True
+            features = _compute(
+                trunk,
+                batches,
+                device=dev,
+                precision=precision,
+                n_batches=n_batches,
+                desc=f"{desc} ({precision})",
             )
             if use_cache:
                 _save_cache(path, key, features, split.labels)
@@ -364,6 +603,9 @@ def extract_features(
     num_workers: int = 0,
     use_cache: bool = True,
     resize: int | None = None,
+    precision: str = AUTO,
+    decoded_cache: bool = True,
+    compile: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Frozen probe features of one split, read from the cache or computed and cached.
 
@@ -388,6 +630,11 @@ def extract_features(
         use_cache: read and write the cache.
         resize: resize the shorter side to this many pixels before the centre crop
             (``resize=256, center_crop=224``: DINOv2's resize-then-crop).
+        precision: ``"auto"`` (bf16 autocast on a GPU that computes it in hardware, else
+            fp32), ``"fp32"``, ``"bf16"`` or ``"fp16"``; part of the cache key.
+        decoded_cache: keep the decoded, resized images (float16) in the cache for the
+            next model or run (with ``use_cache``).
+        compile: ``torch.compile`` the trunk (worth it for large sets on a GPU).
 
     Returns:
         ``(features, labels)``: float32 (N, D) and int64 (N,).
@@ -410,6 +657,9 @@ def extract_features(
         num_workers=num_workers,
         use_cache=use_cache,
         resize=resize,
+        precision=precision,
+        decoded_cache=decoded_cache,
+        compile=compile,
     )[split]
 
 
@@ -509,6 +759,21 @@ def add_feature_args(parser: argparse.ArgumentParser, *, multi_model: bool = Fal
     )
     parser.add_argument("--limit", type=int, default=None, help="use N images per split")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write cache")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=AUTO,
+        help="forward pass precision: auto (bf16 autocast on a GPU that computes it in "
+        "hardware, fp32 elsewhere), fp32, bf16 or fp16 (default auto; part of the cache key)",
+    )
+    parser.add_argument(
+        "--no-decoded-cache",
+        action="store_true",
+        help="do not keep the decoded, resized images (float16) in the cache",
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the trunk (large sets on a GPU)"
+    )
 
 
 def feature_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -528,6 +793,9 @@ def feature_options(args: argparse.Namespace) -> dict[str, Any]:
         "num_workers": args.num_workers,
         "use_cache": not args.no_cache,
         "resize": args.resize,
+        "precision": args.precision,
+        "decoded_cache": not args.no_decoded_cache,
+        "compile": args.compile,
     }
 
 

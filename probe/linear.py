@@ -121,7 +121,10 @@ def run_linear_probe(
         "fractions": fractions,
         "seeds": seeds,
         "epochs": epochs if protocol == "paper" and head == "linear" else None,
-        **{k: v for k, v in feature_kwargs.items() if k not in ("device", "num_workers")},
+        # where and how fast features are computed is no setting of the results
+        **{
+            k: v for k, v in feature_kwargs.items() if k not in ("device", "num_workers", "compile")
+        },
         # the stretch applied, not "auto"
         "stretch": resolve_stretch(dataset, feature_kwargs.get("stretch", AUTO)),
     }
