@@ -59,12 +59,16 @@ def format_table(summary: dict) -> str:
         lambda b: (
             f"{_f(b['completeness'])} ({_f(b['completeness_low'])}-"
             f"{_f(b['completeness_high'])}; {b['n_found']}/{b['n_injected']})"
+            if b["n_injected"]
+            else "- (0/0)"
         )
     )
     lines += ["", "## Total flux found / injected: median (16-84 %)", "", head, sep]
     lines += rows(
         lambda b: (
             f"{_f(b['flux_ratio_median'])} ({_f(b['flux_ratio_p16'])}-{_f(b['flux_ratio_p84'])})"
+            if b["n_found"]
+            else "-"
         )
     )
     unit = summary.get("offset_unit", "arcsec")
