@@ -75,3 +75,19 @@ def test_boxmode_round_trip():
     np.testing.assert_allclose(xyxy, [[1, 2, 4, 6], [0, 0, 5, 5]])
     np.testing.assert_allclose(BoxMode.convert(xyxy, BoxMode.XYXY_ABS, BoxMode.XYWH_ABS), xywh)
     assert BoxMode.convert([1, 2, 3, 4], BoxMode.XYWH_ABS, BoxMode.XYXY_ABS) == [1, 2, 4, 6]
+
+
+def test_atomic_write_fits_keeps_a_survey_header_and_leaves_no_temporary(tmp_path):
+    from astropy.io import fits
+
+    from astrodet.utils import atomic_write_fits
+
+    cards = ["SURVEY  = 'FIRST   '", "COMMENT Copyright:   1994. \t  Permission"]
+    # read as SkyView writes it: a tab in a COMMENT card, which astropy will not write as is
+    header = fits.Header.fromstring("".join(c.ljust(80) for c in cards))
+    data = np.arange(12, dtype=np.float32).reshape(3, 4)
+    path = atomic_write_fits(tmp_path / "d" / "img.fits", data, header)
+    with fits.open(path) as hdul:
+        np.testing.assert_array_equal(hdul[0].data, data)
+        assert hdul[0].header["SURVEY"] == "FIRST"
+    assert [p.name for p in path.parent.iterdir()] == ["img.fits"]
