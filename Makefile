@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODELS ?=
 
-.PHONY: install demo test lint format benchmark clean
+.PHONY: install demo test lint format benchmark gpu-check clean
 
 install: $(STAMP)
 
@@ -34,6 +34,12 @@ format: $(STAMP)
 
 benchmark: $(STAMP)
 	$(PY) tools/benchmark.py --quick
+
+# The GPU table (training fp32 / bf16 and GPU busy time, probe features per precision, DDP
+# through torchrun on every GPU) and the CPU step-overhead row; a few minutes on one GPU.
+# Without a GPU its rows are skipped with the reason.
+gpu-check: $(STAMP)
+	$(PY) tools/benchmark.py --only gpu --output output/gpu-check --overwrite
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -4,6 +4,7 @@
     python tools/benchmark.py --quick                    # a few minutes on 2 CPU cores
     python tools/benchmark.py --output output/benchmark  # the full run
     python tools/benchmark.py --only eval,probe          # some parts
+    python tools/benchmark.py --only gpu                 # the GPU table (make gpu-check)
 
 Every figure compares two ways of doing the same work, timed in alternating rounds
 (A B, B A, A B, ...) and summarised by medians, so a busy or noisy machine slows both sides
@@ -24,8 +25,14 @@ Parts:
   images/s; trainable parameter counts.
 * eval: faster-coco-eval against pycocotools on 1000 images x 30 boxes, and how far their
   AP50 differ.
-* on a CUDA GPU, in addition: bf16 autocast against fp32 (detection training step, ViT-B/16
-  features) and ViT-B/16 feature throughput at 224 px.
+* gpu: training images/s of ViTDet-B and R50-FPN at 256 and 512 px in fp32 and bf16
+  autocast, with the fraction of the wall time the GPU is busy (CUDA events around forward,
+  backward and the optimizer step); ``probe.features`` images/s per precision from the
+  decoded-image cache; the bare ViT-B/16 trunk; DDP through ``torchrun`` on every GPU there
+  is. These are absolute figures on the named GPU; on a machine without one they are
+  skipped with the reason. On every machine, the CPU row: the fraction of a training step
+  of ``configs/synthetic_vit_small.py`` spent outside forward, backward and the optimizer
+  step (data loading, logging, hooks), with the real trainer.
 
 Each part is one module of ``tools/bench/`` (``run`` and ``rows``) behind the table of
 runners below. Timings run on a busy machine too, but a CPU shared with other jobs slows multi-threaded
@@ -61,15 +68,30 @@ logger = logging.getLogger("benchmark")
 
 # The parts, in the order they run: name -> its module in tools/bench/, whose
 # ``run(settings, device)`` gives the part's benchmark.json entry and ``rows(results)`` its
-# rows of the Markdown table. On a CUDA device ``gpu`` runs in addition.
+# rows of the Markdown table.
 RUNNERS = {
     "features": features,
     "probe": probe,
     "detection": detection,
     "eval": evaluation,
     "sky": sky,
+    "gpu": gpu,
 }
 SECTIONS = tuple(RUNNERS)
+
+# The gpu part's settings, the same in the full run and --quick (a few minutes on one GPU).
+GPU_SETTINGS: dict[str, Any] = dict(
+    gpu_backbones=list(gpu.GPU_BACKBONES),
+    gpu_sizes=[256, 512],
+    gpu_batch=16,  # images per step at 256 px, scaled by the area at 512 px
+    gpu_warmup=3,
+    gpu_steps=5,
+    gpu_feature_images=4096,
+    gpu_feature_batch=256,
+    gpu_ddp_steps=10,
+    step_iters=10,
+    step_warmup=2,
+)
 
 # Settings of the full run and of --quick; every one can be set on the command line.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -86,6 +108,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         det_iters=3,
         eval_images=1000,
         eval_boxes=30,
+        **GPU_SETTINGS,
     ),
     "quick": dict(
         repeats=3,
@@ -103,6 +126,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         det_iters=8,
         eval_images=1000,
         eval_boxes=30,
+        **GPU_SETTINGS,
     ),
 }
 
@@ -123,7 +147,7 @@ def format_table(results: dict[str, Any]) -> str:
         "| part | figure | value | detail |",
         "|---|---|---|---|",
     ]
-    for part in [*RUNNERS.values(), gpu]:
+    for part in RUNNERS.values():
         lines += part.rows(results)
     if results.get("notes"):
         lines += ["", *[f"- {n}" for n in results["notes"]]]
@@ -248,12 +272,39 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("eval")
     g.add_argument("--eval-images", type=_positive, default=None, help="images (1000)")
     g.add_argument("--eval-boxes", type=_positive, default=None, help="boxes per image (30)")
+    g = p.add_argument_group("gpu")
+    g.add_argument(
+        "--gpu-sizes", type=_positive, nargs="+", default=None, help="training input px (256 512)"
+    )
+    g.add_argument(
+        "--gpu-batch", type=_positive, default=None, help="training images per step at 256 px (16)"
+    )
+    g.add_argument("--gpu-steps", type=_positive, default=None, help="steps per timed round (5)")
+    g.add_argument("--gpu-warmup", type=int, default=None, help="untimed steps first (3)")
+    g.add_argument(
+        "--gpu-feature-images", type=_positive, default=None, help="probe feature images (4096)"
+    )
+    g.add_argument(
+        "--gpu-feature-batch", type=_positive, default=None, help="probe feature batch (256)"
+    )
+    g.add_argument("--gpu-ddp-steps", type=_positive, default=None, help="DDP timed steps (10)")
+    g.add_argument(
+        "--step-iters",
+        type=_positive,
+        default=None,
+        help="CPU row: timed training iterations (10)",
+    )
+    g.add_argument("--step-warmup", type=int, default=None, help="CPU row: untimed first (2)")
+    g.add_argument("--step-config", default=None, help=argparse.SUPPRESS)
     return p
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     preset = PRESETS["quick" if args.quick else "full"]
-    out = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in preset.items()}
+    out = {
+        k: getattr(args, k, None) if getattr(args, k, None) is not None else v
+        for k, v in preset.items()
+    }
     out.update(
         feature_image_size=args.feature_image_size,
         feature_model_kwargs=args.feature_model_kwargs,
@@ -261,6 +312,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         probe_seeds=args.probe_seeds,
         det_backbones=args.det_backbones,
         det_tiny=args.det_tiny,
+        step_config=args.step_config,
         only=args.only,
         seed=args.seed,
     )
@@ -292,6 +344,14 @@ def _notes(s: dict[str, Any], results: dict[str, Any], quick: bool) -> list[str]
         )
     if "features" in results:
         notes.append("all trunks are randomly initialised (weights none).")
+    g = results.get("gpu") or {}
+    if "skipped" in g.get("training", {}):
+        notes.append(f"GPU rows not measured here: {g['training']['skipped']}.")
+    elif g:
+        notes.append(
+            f"GPU rows measured on {g.get('device_name')} ({g.get('gpus')} GPU(s)): absolute "
+            "figures on that GPU, random initialisation."
+        )
     return notes
 
 
@@ -322,8 +382,6 @@ def run_benchmark(
         atomic_write_json(output / "benchmark.json", results)
 
     parts = [(name, RUNNERS[name]) for name in SECTIONS if name in s["only"]]
-    if device.type == "cuda" and ("features" in s["only"] or "detection" in s["only"]):
-        parts.append(("gpu", gpu))
     for name, part in tqdm(parts, desc="benchmark", unit="part"):
         logger.info("[%s] start", name)
         t0 = time.perf_counter()

@@ -53,6 +53,7 @@ __all__ = [
     "TRAIN_METRICS_FILE",
     "build_evaluator",
     "build_model",
+    "build_trainer",
     "check_output_dir",
     "configure_cpu_threads",
     "default_argument_parser",
@@ -712,16 +713,14 @@ def resolve_schedule(train_cfg: Any, train_loader: Any) -> tuple[int, int, int]:
     return max_iter, periods[0], periods[1]
 
 
-def do_train(cfg: DictConfig, *, resume: bool = False) -> dict[str, float]:
-    """Train ``cfg.model`` on ``dataloader.train`` for ``train.max_iter`` iterations with
-    periodic checkpoints and evaluations, then a final evaluation.
+def build_trainer(cfg: DictConfig, *, resume: bool = False) -> tuple[SimpleTrainer, int, int]:
+    """Everything :func:`do_train` runs: the data, model, optimizer, schedule, checkpoint
+    (loaded or resumed) and the trainer with its hooks, not yet started.
 
-    With ``resume`` and a checkpoint in ``train.output_dir``, continues from it: the same
-    iteration, weights, optimizer, lr schedule, data position and RNG states. Otherwise
-    starts from ``train.init_checkpoint`` weights when set.
+    The trainer's ``evaluate()`` runs the test evaluation into ``final_metrics``.
 
     Returns:
-        the final flat metrics (main process; ``{}`` elsewhere).
+        ``(trainer, start_iter, max_iter)``.
     """
     from astrodet.config import instantiate
 
@@ -779,6 +778,8 @@ def do_train(cfg: DictConfig, *, resume: bool = False) -> dict[str, float]:
         writers.append(
             TensorboardWriter(output_dir, purge_step=start_iter + 1 if start_iter else None)
         )
+    trainer.evaluate = evaluate
+    trainer.final_metrics = final
     trainer.register_hooks(
         [
             hooks.IterationTimer(),
@@ -791,6 +792,21 @@ def do_train(cfg: DictConfig, *, resume: bool = False) -> dict[str, float]:
             hooks.ProgressBar() if main else None,
         ]
     )
+    return trainer, start_iter, max_iter
+
+
+def do_train(cfg: DictConfig, *, resume: bool = False) -> dict[str, float]:
+    """Train ``cfg.model`` on ``dataloader.train`` for ``train.max_iter`` iterations with
+    periodic checkpoints and evaluations, then a final evaluation.
+
+    With ``resume`` and a checkpoint in ``train.output_dir``, continues from it: the same
+    iteration, weights, optimizer, lr schedule, data position and RNG states. Otherwise
+    starts from ``train.init_checkpoint`` weights when set.
+
+    Returns:
+        the final flat metrics (main process; ``{}`` elsewhere).
+    """
+    trainer, start_iter, max_iter = build_trainer(cfg, resume=resume)
     if start_iter >= max_iter:
         # e.g. --resume of a finished run: evaluate what was trained
         logger.info(
@@ -798,6 +814,6 @@ def do_train(cfg: DictConfig, *, resume: bool = False) -> dict[str, float]:
             start_iter,
             max_iter,
         )
-        return evaluate()
+        return trainer.evaluate()
     trainer.train(start_iter, max_iter)
-    return final
+    return trainer.final_metrics
