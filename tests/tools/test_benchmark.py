@@ -296,3 +296,26 @@ def test_ddp_row_through_torchrun_on_two_cpu_processes(bench):
     assert "error" not in r, r.get("error")
     assert r["world_size"] == 2 and r["backend"] == "gloo"
     assert _positive(r["images_per_s"]) and r["command"].startswith("torchrun --standalone")
+
+
+def test_gpu_rows_logic_on_a_cpu(bench):
+    """The GPU rows' own code, run on a CPU with tiny models (a GPU machine is not here)."""
+    import torch
+
+    cpu = torch.device("cpu")
+    t = bench.gpu.bench_gpu_training(
+        device=cpu, backbones=("vitdet_b",), sizes=(128,), batch_at_256=1, warmup=1, steps=1,
+        repeats=1, tiny=True,
+    )  # fmt: skip
+    r = t["vitdet_b_128"]
+    assert r["batch"] == 4 and set(r["images_per_s"]) == {"fp32", "bf16"}
+    assert all(_positive(v) for v in r["images_per_s"].values())
+    assert all(0.0 < v <= 1.0 for v in r["gpu_busy_fraction"].values())
+    f = bench.gpu.bench_gpu_probe_features(
+        device=cpu, n_images=6, batch_size=4, image_size=32, repeats=1,
+        model_kwargs={"embed_dim": 32, "depth": 1, "num_heads": 2},
+    )  # fmt: skip
+    assert set(f["images_per_s"]) == {"fp32", "bf16", "fp16"}
+    assert all(_positive(v) for v in f["images_per_s"].values())
+    md = "\n".join(bench.gpu.rows({"gpu": {"training": t, "probe_features": f}}))
+    assert "vitdet_b_128 training images/s fp32 / bf16" in md and "fp32 / bf16 / fp16" in md

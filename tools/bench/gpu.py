@@ -57,8 +57,11 @@ def batch_for(size: int, batch_at_256: int) -> int:
     return max(1, round(batch_at_256 * (256 / size) ** 2))
 
 
-def _pinned(batch):
+def _pinned(batch, device: torch.device):
+    """Page-locked images on a GPU machine, so each step's copy does not block the host."""
     images, targets, dicts = batch
+    if device.type != "cuda":
+        return batch
     return [im.pin_memory() for im in images], targets, dicts
 
 
@@ -100,7 +103,7 @@ def bench_gpu_training(
                     build=lambda b=backbone, s=size: build_benchmark_detector(
                         backbone=b, freeze="none", image_size=s, tiny=tiny
                     ),
-                    batch=_pinned(detection_batch(n=n, size=size)),
+                    batch=_pinned(detection_batch(n=n, size=size), device),
                     n=n,
                     device=device,
                     warmup=warmup,
@@ -380,7 +383,7 @@ def rows(results: dict[str, Any]) -> list[str]:
     training = g.get("training", {})
     if _status(training):
         out.append(f"| gpu | training images/s fp32 / bf16, GPU busy | {_status(training)} |")
-    else:
+    elif training:
         for key, r in training.items():
             if _status(r):
                 out.append(f"| gpu | {key} training | {_status(r)} |")
@@ -395,7 +398,7 @@ def rows(results: dict[str, Any]) -> list[str]:
     pf = g.get("probe_features", {})
     if _status(pf):
         out.append(f"| gpu | probe features images/s per precision | {_status(pf)} |")
-    else:
+    elif pf:
         ips = pf["images_per_s"]
         out.append(
             f"| gpu | probe features images/s fp32 / bf16 / fp16 | "
@@ -406,7 +409,7 @@ def rows(results: dict[str, Any]) -> list[str]:
     bare = g.get("bare_trunk", {})
     if _status(bare):
         out.append(f"| gpu | ViT-B/16 224 px bare trunk images/s | {_status(bare)} |")
-    else:
+    elif bare:
         out.append(
             f"| gpu | ViT-B/16 224 px bare trunk images/s fp32 / bf16 | "
             f"{fmt(bare['vit_b16_224_images_per_s_fp32'])} / "
@@ -416,7 +419,7 @@ def rows(results: dict[str, Any]) -> list[str]:
     ddp = g.get("ddp", {})
     if _status(ddp):
         out.append(f"| gpu | DDP through torchrun | {_status(ddp)} |")
-    else:
+    elif ddp:
         out.append(
             f"| gpu | DDP through torchrun, images/s | {fmt(ddp['images_per_s'])} | "
             f"{ddp['world_size']} process(es), {ddp['backend']}, {ddp['precision']}, "
