@@ -111,7 +111,7 @@ def bench_gpu_training(
                     repeats=repeats,
                     desc=key,
                 )
-            except (RuntimeError, ImportError, FloatingPointError) as e:  # out of memory...
+            except (RuntimeError, ImportError, ValueError, FloatingPointError) as e:  # OOM, no bf16
                 logger.error("gpu training %s failed: %s", key, e)
                 out[key] = _failure(e)
             release(device)
@@ -344,7 +344,7 @@ def run(s: dict[str, Any], device: torch.device) -> dict[str, Any]:
         ):
             try:
                 out[key] = fn()
-            except (RuntimeError, ImportError) as e:
+            except (RuntimeError, ImportError, ValueError) as e:
                 logger.error("gpu %s failed: %s", key, e)
                 out[key] = _failure(e)
             release(device)
@@ -360,6 +360,8 @@ def run(s: dict[str, Any], device: torch.device) -> dict[str, Any]:
             config=s["step_config"] or step_part.STEP_CONFIG,
             iters=s["step_iters"],
             warmup=s["step_warmup"],
+            # the CPU row: the loop's own cost where the CPU configs train
+            overrides=["train.device=cpu"],
         )
     except ImportError as e:  # e.g. a GPU machine without the config machinery's modules
         out["step_overhead"] = _failure(e)
