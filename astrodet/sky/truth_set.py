@@ -26,7 +26,9 @@ either set is read out by the same finder.
 
 The registered set ``first_injected_{train,test}`` is built on first use under
 ``datasets_root()/first_injected`` (a few seconds); its fields stay in ``fields/`` beside the
-truth tables they were made with.
+truth tables they were made with, and the held-out real fields themselves (their own sources
+in, nothing injected) in ``fields/held_out/``: the fields to score finders on with
+``tools/inject_recover.py``.
 """
 
 from __future__ import annotations
@@ -184,7 +186,8 @@ def build_first_injected(
     progress: bool = True,
 ) -> Path:
     """Make the injected FIRST set: ``root/fields/{train,test}/`` (the injected images as FITS
-    and their truth as CSV), ``root/{train,test}/`` (COCO), ``root/settings.json``.
+    and their truth as CSV), ``root/fields/held_out/`` (the held-out real fields as they are),
+    ``root/{train,test}/`` (COCO), ``root/settings.json``.
 
     Args:
         root: output folder (default :func:`first_injected_root`); kept when complete and
@@ -222,6 +225,7 @@ def build_first_injected(
         "seed": int(seed),
         "tile": int(size),
         "train_stride": int(train_stride or size),
+        "held_out_fields": True,  # sets made before the held-out fields were kept are remade
     }
     done = root / "settings.json"
     if done.is_file() and not overwrite:
@@ -273,7 +277,12 @@ def build_first_injected(
                 images.append(path)
                 n_sources += len(truth)
             field.close()
-            original.unlink()
+            if side == "test":
+                held_out = root / "fields" / "held_out"
+                held_out.mkdir(exist_ok=True)
+                os.replace(original, held_out / f"{it['name']}.fits")
+            else:
+                original.unlink()
         summary[side] = prepare_mgcls(
             image=images,
             catalog=truths,

@@ -79,6 +79,8 @@ def test_first_injected_set_is_built_with_first_pybdsfs_split(tmp_path, real_dat
         stems = {p.name.rsplit("_c", 1)[0] for p in (root / "fields" / side).glob("*.fits")}
         assert stems and all(split[s] == side for s in stems)
         assert not list((root / "fields" / side).glob(".*"))  # no original left behind
+    held_out = sorted(p.stem for p in (root / "fields" / "held_out").glob("*.fits"))
+    assert held_out and all(split[s] == "test" for s in held_out)
     train = load_coco_json(str(root / "train/annotations.json"), str(root / "train/images"))
     n_boxes = sum(len(d["annotations"]) for d in train)
     assert n_boxes >= settings["counts"]["train"]["injected"]  # overlapping tiles: seen again
