@@ -1,24 +1,22 @@
-"""Optimizer parameter groups (weight decay, layer-wise lr decay) and the lr schedule."""
+"""Optimizer parameter groups (weight decay, layer-wise lr decay) and the lr schedule.
+
+The schedules are built from fvcore's schedulers, imported only when one is made, so the
+package imports where fvcore is not installed (e.g. for the probes or inference alone).
+"""
 
 from __future__ import annotations
 
 import logging
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
-from fvcore.common.param_scheduler import (
-    CompositeParamScheduler,
-    ConstantParamScheduler,
-    CosineParamScheduler,
-    LinearParamScheduler,
-    MultiStepParamScheduler,
-    ParamScheduler,
-)
 from torch import nn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["WarmupParamScheduler", "WarmupSchedule", "get_optimizer_params"]
+# WarmupParamScheduler is made on first use (module __getattr__ below)
+__all__ = ["WarmupParamScheduler", "WarmupSchedule", "get_optimizer_params"]  # noqa: F822
 
 _NORMS = (
     nn.LayerNorm,
@@ -109,60 +107,107 @@ def get_optimizer_params(
     ]
 
 
-class WarmupParamScheduler(CompositeParamScheduler):
-    """Detectron2's ``WarmupParamScheduler`` (same name and arguments): ``scheduler`` with a
-    warmup over its first ``warmup_length`` of training, built from fvcore's schedulers.
+def _fvcore_schedulers():
+    """fvcore's ``param_scheduler`` module, with an error that says what needs it."""
+    try:
+        from fvcore.common import param_scheduler
+    except ImportError as e:
+        raise ImportError(
+            "the lr schedules (WarmupParamScheduler, WarmupSchedule) are built from fvcore's "
+            "schedulers: pip install 'fvcore>=0.1.5'"
+        ) from e
+    return param_scheduler
 
-    During warmup the multiplier goes from ``warmup_factor * scheduler(0)`` to
-    ``scheduler(warmup_length)``, linearly (``"linear"``) or held at the start value
-    (``"constant"``); afterwards it is ``scheduler(where)``.
 
-    Args:
-        scheduler: the fvcore ``ParamScheduler`` after warmup, a function of ``where`` in
-            [0, 1] (the fraction of training done).
-        warmup_factor: multiplier of ``scheduler(0)`` at the start of warmup.
-        warmup_length: warmup as a fraction of training, in [0, 1).
-        warmup_method: ``"linear"`` or ``"constant"``.
-        rescale_interval: run ``scheduler`` over what remains after warmup instead of over
-            the whole of training.
-    """
+def _build_warmup_param_scheduler() -> type:
+    """The ``WarmupParamScheduler`` class, a subclass of fvcore's
+    ``CompositeParamScheduler`` (made once, on first use)."""
+    ps = _fvcore_schedulers()
+    CompositeParamScheduler, ParamScheduler = ps.CompositeParamScheduler, ps.ParamScheduler
+    LinearParamScheduler, ConstantParamScheduler = (
+        ps.LinearParamScheduler,
+        ps.ConstantParamScheduler,
+    )
 
-    def __init__(
-        self,
-        scheduler: ParamScheduler,
-        warmup_factor: float,
-        warmup_length: float,
-        warmup_method: str = "linear",
-        rescale_interval: bool = False,
-    ) -> None:
-        if not 0.0 <= warmup_length < 1.0:
-            raise ValueError(
-                f"warmup_length must be a fraction of training in [0, 1), got {warmup_length}"
+    class WarmupParamScheduler(CompositeParamScheduler):
+        """Detectron2's ``WarmupParamScheduler`` (same name and arguments): ``scheduler`` with a
+        warmup over its first ``warmup_length`` of training, built from fvcore's schedulers.
+
+        During warmup the multiplier goes from ``warmup_factor * scheduler(0)`` to
+        ``scheduler(warmup_length)``, linearly (``"linear"``) or held at the start value
+        (``"constant"``); afterwards it is ``scheduler(where)``.
+
+        Args:
+            scheduler: the fvcore ``ParamScheduler`` after warmup, a function of ``where`` in
+                [0, 1] (the fraction of training done).
+            warmup_factor: multiplier of ``scheduler(0)`` at the start of warmup.
+            warmup_length: warmup as a fraction of training, in [0, 1).
+            warmup_method: ``"linear"`` or ``"constant"``.
+            rescale_interval: run ``scheduler`` over what remains after warmup instead of over
+                the whole of training.
+        """
+
+        def __init__(
+            self,
+            scheduler: ParamScheduler,
+            warmup_factor: float,
+            warmup_length: float,
+            warmup_method: str = "linear",
+            rescale_interval: bool = False,
+        ) -> None:
+            if not 0.0 <= warmup_length < 1.0:
+                raise ValueError(
+                    f"warmup_length must be a fraction of training in [0, 1), got {warmup_length}"
+                )
+            start = warmup_factor * scheduler(0.0)
+            if warmup_method == "linear":
+                warmup = LinearParamScheduler(start, scheduler(warmup_length))
+            elif warmup_method == "constant":
+                warmup = ConstantParamScheduler(start)
+            else:
+                raise ValueError(
+                    f"warmup_method={warmup_method!r} is not valid; use 'linear' or 'constant'"
+                )
+            super().__init__(
+                [warmup, scheduler],
+                lengths=[warmup_length, 1.0 - warmup_length],
+                interval_scaling=["rescaled", "rescaled" if rescale_interval else "fixed"],
             )
-        start = warmup_factor * scheduler(0.0)
-        if warmup_method == "linear":
-            warmup = LinearParamScheduler(start, scheduler(warmup_length))
-        elif warmup_method == "constant":
-            warmup = ConstantParamScheduler(start)
-        else:
-            raise ValueError(
-                f"warmup_method={warmup_method!r} is not valid; use 'linear' or 'constant'"
-            )
-        super().__init__(
-            [warmup, scheduler],
-            lengths=[warmup_length, 1.0 - warmup_length],
-            interval_scaling=["rescaled", "rescaled" if rescale_interval else "fixed"],
-        )
+
+    WarmupParamScheduler.__module__ = __name__
+    WarmupParamScheduler.__qualname__ = "WarmupParamScheduler"
+    return WarmupParamScheduler
+
+
+def _warmup_param_scheduler() -> type:
+    """``WarmupParamScheduler``, made on the first call and kept in the module."""
+    cls = globals().get("WarmupParamScheduler")
+    if cls is None:
+        cls = globals()["WarmupParamScheduler"] = _build_warmup_param_scheduler()
+    return cls
+
+
+def __getattr__(name: str) -> Any:
+    # WarmupParamScheduler subclasses an fvcore class, so it is made when first asked for
+    # (``from astrodet.modeling.optim import WarmupParamScheduler``, a config's _target_)
+    if name == "WarmupParamScheduler":
+        return _warmup_param_scheduler()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "WarmupParamScheduler"})
 
 
 # Milestones of the deprecated WarmupSchedule, fractions of training, in millionths.
 _STEPS = 1_000_000
 
 
-class WarmupSchedule(ParamScheduler):
+class WarmupSchedule:
     """Deprecated: the configs now use fvcore's schedulers inside
     :class:`WarmupParamScheduler`, as Detectron2 does (``configs/common/schedule.py``).
-    Kept for configs that name it; built from the same pieces.
+    Kept for configs that name it; built from the same pieces (a callable of the fraction
+    of training done, as fvcore's schedulers are).
 
     Linear warmup from ``warmup_factor`` over the first ``warmup_fraction`` of training,
     then ``"step"`` (times ``gamma`` at each fraction in ``milestones``), ``"cosine"`` (down
@@ -185,24 +230,25 @@ class WarmupSchedule(ParamScheduler):
             DeprecationWarning,
             stacklevel=2,
         )
+        ps = _fvcore_schedulers()
         if any(not 0.0 < m <= 1.0 for m in milestones):
             raise ValueError(f"milestones are fractions of training in (0, 1], got {milestones}")
         if decay == "step":
             # a milestone at 1.0 would only act after the last iteration
             steps = sorted({round(m * _STEPS) for m in milestones if m < 1.0})
-            base = MultiStepParamScheduler(
+            base = ps.MultiStepParamScheduler(
                 values=[gamma**i for i in range(len(steps) + 1)],
                 num_updates=_STEPS,
                 milestones=steps,
             )
         elif decay == "cosine":
-            base = CosineParamScheduler(1.0, min_factor)
+            base = ps.CosineParamScheduler(1.0, min_factor)
         elif decay == "constant":
-            base = ConstantParamScheduler(1.0)
+            base = ps.ConstantParamScheduler(1.0)
         else:
             raise ValueError(f"decay={decay!r} is not valid; use 'step', 'cosine' or 'constant'")
         self._scheduler = (
-            WarmupParamScheduler(base, warmup_factor, warmup_fraction)
+            _warmup_param_scheduler()(base, warmup_factor, warmup_fraction)
             if warmup_fraction > 0
             else base
         )
