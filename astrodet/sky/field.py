@@ -325,7 +325,7 @@ class Field:
     Use :func:`open_field` to make one. Attributes: ``path``, ``shape`` (ny, nx), ``wcs``
     (celestial 2-D WCS or None), ``beam``, ``pixel_scale`` (arcsec/pixel or None),
     ``flux_scale`` (what the file's values are multiplied by to be in Jy/beam), ``header``
-    (2-D celestial header).
+    (2-D celestial header), ``plane`` (the plane read of a cube).
     """
 
     def __init__(self, path: Path, hdul, hdu_index, *, beam: Beam | None, pixel_scale=None):
@@ -423,6 +423,13 @@ class Field:
             warnings.warn(
                 f"{path}: no pixel scale: the beam and source sizes are in pixels", stacklevel=3
             )
+
+    @property
+    def plane(self) -> tuple[int, ...]:
+        """The plane read: its index along each axis beyond the two sky axes, in numpy
+        order (the last FITS axis first); ``()`` for a 2-D image. Stokes I on a STOKES
+        axis, the first plane on any other (a cube's first frequency channel)."""
+        return self._plane
 
     # ------------------------------------------------------------------ pixels
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:

@@ -504,7 +504,7 @@ def _stokes_i_planes(field, ndim: int) -> tuple:
     with fits.open(field.path, memmap=True, do_not_scale_image_data=True) as hdul:
         header = hdul[_image_hdu(hdul)].header
         ctypes = [str(header.get(f"CTYPE{ndim - k}", "")).upper() for k in range(ndim - 2)]
-    plane = getattr(field, "_plane", (0,) * (ndim - 2))
+    plane = getattr(field, "plane", (0,) * (ndim - 2))
     return tuple(
         plane[k] if ctype.startswith("STOKES") else slice(None) for k, ctype in enumerate(ctypes)
     )

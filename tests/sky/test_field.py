@@ -70,6 +70,15 @@ def test_stokes_axis_picks_stokes_i_when_it_is_not_first(tmp_path):
     path = _write(tmp_path / "q.fits", cube, h)
     with open_field(path) as f:
         assert f.read(0, 1, 0, 1)[0, 0] == 1.0
+        assert f.plane == (1, 0)  # numpy order: STOKES (I is the second plane), FREQ
+        with pytest.raises(AttributeError):
+            f.plane = (0, 0)  # read-only
+
+
+def test_plane_of_a_2d_image_is_empty(tmp_path):
+    path = _write(tmp_path / "flat.fits", np.ones((30, 40), np.float32), _header())
+    with open_field(path) as f:
+        assert f.plane == ()
 
 
 def test_beam_missing_bpa_warns_and_uses_zero(tmp_path):

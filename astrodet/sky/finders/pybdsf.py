@@ -205,7 +205,7 @@ def _plane(image: Path, header, beam) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a field without WCS warns; PyBDSF will say more
         with open_field(image, beam=beam) as field:
-            plane = field._plane  # its index along each extra axis, in numpy order
+            plane = field.plane  # its index along each extra axis, in numpy order
     naxis = int(header.get("NAXIS", 2))
     shape = [int(header.get(f"NAXIS{naxis - k}", 1)) for k in range(len(plane))]
     parts = []
