@@ -16,3 +16,9 @@ from .common.data.first_injected import dataloader
 from .first_pybdsf_vit_small import lr_multiplier, model, optimizer, train
 
 train.output_dir = "output/first_injected_vit_small"
+
+# The operating point the finder reads (tools/find_sources.py, tools/inject_recover.py; their
+# flags override it): the labels go down to injected peak S/N 3, so detections are kept down
+# to a measured S/N of 3 and tiles are looked at from a 3-sigma pixel up; the score threshold
+# stays at the classifier's own 0.5.
+finder = dict(score_thresh=0.5, min_snr=3.0, min_peak_snr=3.0)

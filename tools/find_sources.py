@@ -44,14 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="finder (default: detector when --config-file is given)",
     )
     add_beam_argument(p)
-    p.add_argument("--score-thresh", type=float, default=0.5, help="detector: min score (0.5)")
+    p.add_argument(
+        "--score-thresh",
+        type=float,
+        default=None,
+        help="detector: min score (default: the config's finder.score_thresh, else 0.5)",
+    )
     p.add_argument("--batch-size", type=int, default=8, help="detector: tiles per pass (8)")
     p.add_argument(
         "--min-snr",
         type=float,
-        default=5.0,
-        help="detector: leave out sources whose measured S/N is below this (5, PyBDSF's "
-        "thresh_pix; 0 keeps every detection)",
+        default=None,
+        help="detector: leave out sources whose measured S/N is below this (default: the "
+        "config's finder.min_snr, else 5, PyBDSF's thresh_pix; 0 keeps every detection)",
     )
     p.add_argument(
         "--precision",
@@ -96,18 +101,19 @@ def build(args, parser):
             parser.error("the detector needs --config-file and --weights")
         from astrodet.sky.finders.detector import DetectorFinder
 
+        # flags left unset take the config's operating point (its ``finder`` dict)
+        given = {"score_thresh": args.score_thresh, "min_snr": args.min_snr}
         return DetectorFinder.from_config(
             args.config_file,
             args.weights,
             overrides=args.opts,
-            score_thresh=args.score_thresh,
             batch_size=args.batch_size,
             rescale=not args.no_rescale,
             deblend=args.deblend,
             progress=sys.stderr.isatty(),
             num_threads=args.threads,
             precision=args.precision,
-            min_snr=args.min_snr,
+            **{k: v for k, v in given.items() if v is not None},
         )
     if args.opts or args.config_file or args.weights:
         parser.error(f"--finder {name} takes no config, weights or KEY=VALUE overrides")

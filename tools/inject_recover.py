@@ -71,14 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--score-thresh",
         type=float,
-        default=0.5,
-        help="detector: the score its table rows are cut at (0.5); the curve spans 0.05-0.95",
+        default=None,
+        help="detector: the score its table rows are cut at (default: the config's "
+        "finder.score_thresh, else 0.5); the curve spans 0.05-0.95",
     )
     p.add_argument(
         "--min-snr",
         type=float,
-        default=5.0,
-        help="detector: leave out detections measured below this S/N (5, as find_sources)",
+        default=None,
+        help="detector: leave out detections measured below this S/N (default: the config's "
+        "finder.min_snr, else 5, as find_sources)",
     )
     p.add_argument(
         "--threads",
@@ -110,15 +112,22 @@ def build_finders(args, parser) -> dict:
         if name == "detector":
             from astrodet.sky.finders.detector import DetectorFinder
 
+            given = {} if args.min_snr is None else {"min_snr": args.min_snr}
             finders[name] = DetectorFinder.from_config(
                 args.config_file,
                 args.weights,
                 overrides=args.opts,
-                score_thresh=min(CURVE_LOW, args.score_thresh),
-                min_snr=args.min_snr,
+                # run low once: the table's rows and the curve cut its catalogues
+                score_thresh=CURVE_LOW
+                if args.score_thresh is None
+                else min(CURVE_LOW, args.score_thresh),
                 num_threads=args.threads,
                 progress=False,
+                **given,
             )
+            if args.score_thresh is None:
+                args.score_thresh = finders[name].operating_point.get("score_thresh", 0.5)
+                finders[name].score_thresh = min(CURVE_LOW, args.score_thresh)
         elif name == "pybdsf":
             finders[name] = build_finder(name, ncores=args.threads or default_threads())
         else:
@@ -143,6 +152,8 @@ def main(argv=None) -> int:
     logging.getLogger("astrodet.sky").setLevel(logging.WARNING)
     try:
         finders = build_finders(args, parser)
+        if args.score_thresh is None:
+            args.score_thresh = 0.5
         low = min(CURVE_LOW, args.score_thresh)
         summary = run_injection_recovery(
             images=args.image,

@@ -249,3 +249,20 @@ def test_inference_threads(tmp_path, tiny, monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         _run("--finder", "classical", "--image", image, "--output", tmp_path / "o", "--threads", 0)
     assert e.value.code == 2 and "--threads" in capsys.readouterr().err
+
+
+def test_a_configs_finder_dict_is_the_default_operating_point(tiny):
+    injected = ROOT / "configs" / "first_injected_vit_small.py"
+    point = LazyConfig.load(str(injected)).finder
+    finder = DetectorFinder.from_config(injected, tiny, overrides=TINY, progress=False)
+    assert finder.min_snr == point["min_snr"] and finder.min_peak_snr == point["min_peak_snr"]
+    assert finder.operating_point == dict(point)
+    # arguments and overrides take precedence
+    finder = DetectorFinder.from_config(
+        injected, tiny, overrides=[*TINY, "finder.min_peak_snr=6.0"], min_snr=7.0, progress=False
+    )
+    assert (finder.min_snr, finder.min_peak_snr) == (7.0, 6.0)
+    # a config without one keeps the finder's defaults
+    assert DetectorFinder.from_config(CONFIG, tiny, overrides=TINY, progress=False).min_snr == 5.0
+    with pytest.raises(ValueError, match=r"finder\.bogus is not a finder setting"):
+        DetectorFinder.from_config(injected, tiny, overrides=[*TINY, "+finder.bogus=1"])

@@ -171,6 +171,9 @@ def _fill_nan(tile: np.ndarray) -> np.ndarray:
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
+#: Settings a config's ``finder`` dict may give (the operating point the model was made for):
+#: defaults of :meth:`DetectorFinder.from_config` that its arguments override.
+FINDER_KEYS = ("score_thresh", "min_snr", "min_peak_snr", "nms_thresh", "deblend", "thresh_pix")
 
 
 def bf16_native(device: str = "cpu") -> bool:
@@ -298,6 +301,7 @@ class DetectorFinder:
         self.deblend = bool(deblend)
         self.thresh_pix = float(thresh_pix)
         self.min_snr = float(min_snr) if min_snr else None
+        self.operating_point: dict = {}  # the config's finder settings (from_config)
         self.stats: dict = {}
 
     # ------------------------------------------------------------------ building
@@ -318,6 +322,11 @@ class DetectorFinder:
 
         ``num_threads`` sets torch's CPU threads; None: :func:`default_threads` (the
         config's ``train.num_threads`` is a training setting and is not used here).
+
+        A config may carry its operating point as a ``finder`` dict (keys of
+        :data:`FINDER_KEYS`, e.g. ``finder = dict(score_thresh=0.7, min_snr=3.0)`` for a
+        model trained on sources down to S/N 3); ``kwargs`` override it, and the finder
+        keeps it as ``operating_point``.
 
         Raises:
             FileNotFoundError: no config or weights file.
@@ -363,7 +372,18 @@ class DetectorFinder:
         if overlap is not None:
             kwargs.setdefault("overlap", int(overlap))
         kwargs.setdefault("stretch", dl.test.get("stretch", "snr"))
-        return cls(model=model, tile_size=int(tile), beam_pixels=beam, **kwargs)
+        point = dict(cfg.get("finder") or {})
+        unknown = sorted(set(point) - set(FINDER_KEYS))
+        if unknown:
+            raise ValueError(
+                f"{config_file}: finder.{unknown[0]} is not a finder setting "
+                f"(one of {', '.join(FINDER_KEYS)})"
+            )
+        for key, value in point.items():
+            kwargs.setdefault(key, value)
+        finder = cls(model=model, tile_size=int(tile), beam_pixels=beam, **kwargs)
+        finder.operating_point = point
+        return finder
 
     # ------------------------------------------------------------------ detection
     def scale_factor(self, field) -> float:
