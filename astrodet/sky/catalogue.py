@@ -4,16 +4,22 @@
 column      unit      meaning
 =========== ========= ==========================================================
 source_id             integer, 0..n-1 within the catalogue
-ra, dec     deg       position (ICRS/FK5 as the image's WCS); NaN without a WCS
+ra, dec     deg       position, ICRS (converted from the image's frame); NaN without a WCS
 x, y        pix       0-based pixel position in the field (FITS orientation)
-peak_flux   Jy/beam   brightest pixel above the background
-total_flux  Jy        integrated flux: sum of the source's pixels / beam area
+peak_flux   Jy/beam   peak above the background: the fitted Gaussian's amplitude, else
+                      interpolated between pixels (not the brightest pixel)
+total_flux  Jy        the fitted Gaussian's integral plus what it misses on the source's
+                      own pixels, over the beam area
 maj, min    arcsec    FWHM of the major and minor axes (pixels without a pixel scale)
 pa          deg       position angle of the major axis, east of north
 rms         Jy/beam   local noise at the source
 snr                   peak_flux / rms
 score                 detection confidence (1 for classical finders)
 =========== ========= ==========================================================
+
+How our finders measure them: :mod:`astrodet.sky.measure` (one elliptical Gaussian fitted per
+source with its island's neighbours, :mod:`astrodet.sky.fitting`); other catalogues keep what
+their finder gave.
 
 Optional columns, where the finder or the file gives them: ``island_id`` (the island, a
 connected region of emission, the source belongs to: PyBDSF's ``Isl_id``, Aegean's
