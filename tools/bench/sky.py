@@ -45,10 +45,10 @@ DEFAULT_WEIGHTS = ROOT / "output" / "first_pybdsf_vit_small" / "model_final.pth"
 #: FIRST-like synthetic sky: 1.8"/px, 5.4" beam, 150 uJy/beam noise. The synthetic fields lie
 #: at Dec +30, where FIRST's beam is 5.4" circular. On the real fields, whose beam follows the
 #: declination (6.4" or 6.8" x 5.4" north-south south of Dec +4 deg 33': 18 of the 178
-#: training fields), BEAM is only the pooled catalogues' matching beam: one radius, 2.7" (half
-#: the 5.4" axis every FIRST beam has), for every field. Half of those fields' own major axis
-#: (3.2-3.4") matched 35 instead of 34 of their 68 PyBDSF sources with the classical finder:
-#: too few to need a radius per field.
+#: training fields), BEAM is only the pooled catalogues' metadata and matching beam: one
+#: radius, 2.7" (half the 5.4" axis every FIRST beam has), for every field. Half of those
+#: fields' own major axis (3.2-3.4") matched 35 instead of 34 of their 68 PyBDSF sources
+#: with the classical finder: too few to need a radius per field.
 PIXEL, BEAM, NOISE = 1.8, 5.4, 1.5e-4
 
 
