@@ -53,14 +53,16 @@ def test_experiment_loads(name):
         dataset = _get(cfg, f"dataloader.{split}.dataset")
         assert dataset.json_file.endswith(f"{split}/annotations.json")
         assert dataset.image_root.endswith(f"{split}/images")
-    if name.startswith(("mgcls", "rgz")):  # the paper's experiments
+    if name.startswith(("mgcls", "rgz")) and "vit_small" not in name:  # the paper's
         size = 224 if name.startswith("rgz") else 512
         assert cfg.model.image_size == size
         if "vitdet" in name:
             assert cfg.model.backbone.image_size == size  # follows model.image_size
         assert cfg.dataloader.train.image_size == cfg.dataloader.test.image_size == size
         assert cfg.dataloader.train.total_batch_size == 16
-        assert cfg.dataloader.train.augment is True
+        # on real FIRST pixels the boxes follow the emission: turns and mirrors only
+        augment = "geometric" if name.startswith("rgz_first") else True
+        assert cfg.dataloader.train.augment == augment
     LazyConfig.apply_overrides(cfg, ["model.backbone.freeze=none", "dataloader.train.fraction=0.1"])
     assert cfg.model.backbone.freeze == "none" and cfg.dataloader.train.fraction == 0.1
 
@@ -70,7 +72,14 @@ def test_paper_epochs_follow_the_loaded_training_set():
 
     from astrodet.engine.defaults import resolve_schedule
 
-    for name in ("rgz_dino_vitdet", "rgz_r50_fpn", "mgcls_dino_vitdet", "mgcls_r50_fpn"):
+    for name in (
+        "rgz_first_dino_vitdet",
+        "rgz_first_r50_fpn",
+        "rgz_dino_vitdet",
+        "rgz_r50_fpn",
+        "mgcls_dino_vitdet",
+        "mgcls_r50_fpn",
+    ):
         cfg = LazyConfig.load(CONFIGS / f"{name}.py")
         assert cfg.train.max_iter is None and cfg.train.epochs == 100, name
     # the paper's RGZ training split: 6141 images, batch 16
@@ -91,7 +100,7 @@ def test_rgz_alias():
     assert alias == LazyConfig.load(CONFIGS / "mgcls_dino_vitdet.py")
 
 
-@pytest.mark.parametrize("name", ["mgcls", "rgz"])
+@pytest.mark.parametrize("name", ["mgcls", "rgz", "rgz_first"])
 def test_paper_vitdet_configs_use_vitdet_b_attention(name):
     """ViTDet-B: 14x14 windows in every block but 2, 5, 8, 11, relative positions, drop path
     0.1, in every paper ViT experiment (they import the DINO one and change the trunk)."""
@@ -148,10 +157,11 @@ def test_build_fpn_and_small_configs():
 def test_cpu_configs_have_cpu_heads_and_paper_configs_vitdets():
     """The CPU demo's heads are torchvision's (a step 3x faster on 2 cores); the paper's
     configs keep ViTDet's 4conv1fc head, two-conv RPN and adaptive RoIAlign."""
-    cpu = LazyConfig.load(CONFIGS / "synthetic_vit_small.py").model
-    assert (cpu.box_head, cpu.rpn_head_convs, cpu.roi_sampling_ratio) == ("2mlp", 1, 2)
-    assert cpu.backbone.out_channels <= 96
-    for name in ("mgcls_dino_vitdet.py", "rgz_mae_vitdet.py"):
+    for name in ("synthetic_vit_small.py", "rgz_first_vit_small.py"):
+        cpu = LazyConfig.load(CONFIGS / name).model
+        assert (cpu.box_head, cpu.rpn_head_convs, cpu.roi_sampling_ratio) == ("2mlp", 1, 2)
+        assert cpu.backbone.out_channels <= 96
+    for name in ("mgcls_dino_vitdet.py", "rgz_mae_vitdet.py", "rgz_first_msn_vitdet.py"):
         paper = LazyConfig.load(CONFIGS / name).model
         assert (paper.box_head, paper.rpn_head_convs, paper.roi_sampling_ratio) == (
             "4conv1fc",
@@ -223,3 +233,21 @@ def test_synthetic_config_generates_the_sky_on_first_use(tmp_path, monkeypatch):
     mtime = (sky / "test" / "annotations.json").stat().st_mtime_ns
     assert len(instantiate(cfg.dataloader.test.dataset)) == 50
     assert (sky / "test" / "annotations.json").stat().st_mtime_ns == mtime
+
+
+def test_rgz_first_configs_train_on_whole_sources():
+    """The RGZ/FIRST configs read the real consensus set, six classes, and mark their models
+    as finders of physical sources (find_sources associates by default)."""
+    names = [n for n in EXPERIMENTS if n.startswith("rgz_first")]
+    assert len(names) == 7
+    for name in names:
+        cfg = LazyConfig.load(CONFIGS / name)
+        assert "rgz_first_det" in cfg.dataloader.test.dataset.json_file
+        assert cfg.dataloader.test.dataset.dataset_name == "rgz_first_det_test"
+        assert cfg.model.num_classes == 6 and cfg.finder["associate"] is True
+    small = LazyConfig.load(CONFIGS / "rgz_first_vit_small.py")
+    vit = instantiate(small.model).backbone.trunk.model
+    assert len(vit.blocks) == 4 and vit.embed_dim == 192
+    assert "associate" not in LazyConfig.load(CONFIGS / "first_pybdsf_vit_small.py").get(
+        "finder", {}
+    )

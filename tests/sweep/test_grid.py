@@ -129,7 +129,7 @@ def test_malformed_grids(configs, text, match):
         load_grid(_grid(configs, text))
 
 
-@pytest.mark.parametrize("study", ["mgcls", "rgz"])
+@pytest.mark.parametrize("study", ["mgcls", "rgz", "rgz_first"])
 def test_paper_grids(study):
     grid = load_grid(GRIDS / f"{study}_paper.py")
     points = expand_grid(grid)
