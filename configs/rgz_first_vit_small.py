@@ -15,10 +15,9 @@ torchvision's heads (one-conv RPN, two-MLP box head, RoIAlign with 2 x 2 samples
 96-channel levels. 1200 iterations at batch 8 (30 epochs of the 316 training images) are
 about 18 minutes with one thread on 2 busy cores.
 
-``training`` picks the training images: ``"real"`` (the RGZ consensus training split),
-``"sim"`` (simulated radio galaxies with exact component grouping in real FIRST noise,
-``rgz_first_sim``, :mod:`astrodet.sky.radio_galaxies`) or ``"both"``; as an override,
-``training=both``.
+``dataloader.train.dataset.training`` picks the training images: ``"real"`` (the RGZ
+consensus training split), ``"sim"`` (simulated radio galaxies with exact component grouping
+in real FIRST noise, ``rgz_first_sim_train``, :mod:`astrodet.data.rgz_sim`) or ``"both"``.
 
 ``finder.associate`` marks a model trained on whole sources: ``tools/find_sources.py``
 then writes physical sources with their components by default.

@@ -654,3 +654,6 @@ def _register() -> None:
 
 
 _register()
+
+# the simulated radio galaxies of the same task (rgz_first_sim_train) register beside it
+from astrodet.data import rgz_sim as _rgz_sim  # noqa: E402,F401
