@@ -9,7 +9,17 @@ Writes DIR/<image stem>.fits, .csv, .reg (DS9 ellipses) and .png (the field with
 catalogue drawn). A trained detector runs over the field in overlapping tiles of its
 training size, resampled so the beam spans as many pixels as in training (``--no-rescale``
 turns that off); ``--deblend`` measures a box holding separate maxima as one source per
-maximum (``astrodet.sky.measure.deblend``). Under ``torchrun --nproc_per_node N`` process r
+maximum (``astrodet.sky.measure.deblend``).
+
+With a model trained on whole physical sources (a config with ``finder = dict(associate=True)``,
+the ``rgz_first_*`` configs) the catalogue has one row per physical source (a radio galaxy's
+core, jets and lobes together): the columns above plus its box ``x_min, y_min, x_max, y_max``
+(0-based pixel edges of the field, the frame of ``x``, ``y``), ``class``, ``class_score`` and
+``n_components``; DIR/<stem>_components.fits/.csv lists its components (the classical
+finder's, or PyBDSF's with ``--components pybdsf``) with ``component_id`` and the
+``source_id`` they belong to; the .reg file and the picture show the boxes and the
+components (``astrodet.sky.physical``). ``--associate`` / ``--no-associate`` override the
+config. Under ``torchrun --nproc_per_node N`` process r
 takes images r, r+N, ...
 """
 
@@ -84,6 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="detector: one source per separate maximum in a box (S/N >= 5, a beam apart, "
         "a Rayleigh dip between them); off by default, one source per box",
     )
+    p.add_argument(
+        "--associate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="detector: physical sources with their components (default: on for a config "
+        "whose finder dict says associate=True, models trained on whole sources)",
+    )
+    p.add_argument(
+        "--components",
+        choices=["classical", "pybdsf"],
+        default="classical",
+        help="with --associate: the finder of the components (default: classical)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing catalogues")
     p.add_argument("--no-picture", action="store_true", help="skip the PNG")
     p.add_argument("opts", nargs="*", metavar="KEY=VALUE", help="config overrides")
@@ -141,20 +164,39 @@ def main(argv=None) -> int:
     from astrodet.sky import Beam, CatalogueError, FieldError, open_field, write_catalogue
     from astrodet.visualize import save_field_picture
 
+    name = args.finder or ("detector" if args.config_file else None)
+    associate = bool(args.associate)
+    if args.associate is None and name == "detector" and args.config_file:
+        from astrodet.sky.physical import associates_by_default
+
+        if Path(args.config_file).is_file():
+            associate = associates_by_default(args.config_file, args.opts)
+    if args.associate and name != "detector":
+        parser.error("--associate needs a detector (--config-file and --weights)")
+    suffixes = [".fits", ".csv", ".reg", ".png"]
+    if associate:
+        suffixes += ["_components.fits", "_components.csv"]
     try:
         beam = Beam.from_args(args.beam)
         for path in images:
             if not path.is_file():
                 raise FileNotFoundError(f"FITS image {path} not found")
             stem = out / path.name.removesuffix(".gz").rsplit(".", 1)[0]
-            targets = [stem.with_name(stem.name + s) for s in (".fits", ".csv", ".reg", ".png")]
+            targets = [stem.with_name(stem.name + s) for s in suffixes]
             existing = [str(t) for t in targets if t.exists()]
             if existing and not args.overwrite:
                 raise FileExistsError(f"{existing[0]} exists; pass --overwrite to replace it")
         finder = build(args, parser)
         out.mkdir(parents=True, exist_ok=True)
+        if associate:
+            from astrodet.sky.physical import class_names
+
+            classes = class_names(args.config_file, args.opts)
         for path in images:
             stem = out / path.name.removesuffix(".gz").rsplit(".", 1)[0]
+            if associate:
+                _physical(args, finder, path, stem, beam=beam, classes=classes)
+                continue
             with open_field(path, beam=beam) as field:
                 start = time.perf_counter()
                 table = finder.find(field)
@@ -175,6 +217,41 @@ def main(argv=None) -> int:
     except (FileNotFoundError, FileExistsError, FieldError, CatalogueError, ValueError) as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     return 0
+
+
+def _physical(args, finder, path: Path, stem: Path, *, beam, classes) -> None:
+    """Physical sources and their components of one field, written beside each other."""
+    from astrodet.sky import open_field
+    from astrodet.sky.physical import find_physical_sources, write_physical
+    from astrodet.visualize import save_field_picture
+
+    with open_field(path, beam=beam) as field:
+        start = time.perf_counter()
+        sources, components = find_physical_sources(
+            finder, field, classes=classes, components=args.components
+        )
+        seconds = time.perf_counter() - start
+        sources.meta["SECONDS"] = round(seconds, 3)
+        write_physical(sources, components, stem, overwrite=args.overwrite)
+        if not args.no_picture:
+            save_field_picture(
+                field,
+                components,
+                stem.with_name(stem.name + ".png"),
+                truth=sources,
+                name="components",
+                truth_name="physical sources",
+            )
+    logger.info(
+        "%s: %d physical sources, %d components in %.2f s -> %s.{fits,csv,reg,png} and "
+        "%s_components.{fits,csv}",
+        path,
+        len(sources),
+        len(components),
+        seconds,
+        stem,
+        stem,
+    )
 
 
 if __name__ == "__main__":

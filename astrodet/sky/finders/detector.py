@@ -50,7 +50,7 @@ EDGE_MARGIN = 1.0
 @dataclass
 class TileBoxes:
     """Detections of one tile: ``boxes`` XYXY field pixels (COCO convention), ``scores``,
-    and the tile's field bounds."""
+    ``labels`` (the model's class indices; empty: none kept) and the tile's field bounds."""
 
     y0: int
     x0: int
@@ -58,6 +58,7 @@ class TileBoxes:
     x1: int
     boxes: np.ndarray = dc_field(default_factory=lambda: np.zeros((0, 4)))
     scores: np.ndarray = dc_field(default_factory=lambda: np.zeros(0))
+    labels: np.ndarray = dc_field(default_factory=lambda: np.zeros(0, int))
 
 
 def drop_inner_edge_boxes(
@@ -96,6 +97,7 @@ def merge_tile_boxes(
     overlap: float,
     nms_thresh: float = 0.3,
     margin: float = 1.0,
+    return_labels: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One set of boxes for the field: inner-edge boxes dropped (see
     :func:`drop_inner_edge_boxes`), then what the overlaps found twice merged: NMS, and a
@@ -105,23 +107,28 @@ def merge_tile_boxes(
     settled each tile.
 
     Returns:
-        (boxes N x 4, scores N), by decreasing score.
+        (boxes N x 4, scores N), by decreasing score; with ``return_labels`` also the
+        boxes' class indices (-1 where a tile kept none).
     """
     import torch
     from scipy.spatial import cKDTree
     from torchvision.ops import nms
 
-    boxes, scores, owner = [], [], []
+    boxes, scores, owner, labels = [], [], [], []
     for k, t in enumerate(tiles):
         keep = drop_inner_edge_boxes(t, shape=shape, overlap=overlap, margin=margin)
         boxes.append(np.asarray(t.boxes, float).reshape(-1, 4)[keep])
         scores.append(np.asarray(t.scores, float).reshape(-1)[keep])
         owner.append(np.full(int(keep.sum()), k))
+        lab = np.asarray(t.labels, int).reshape(-1)
+        labels.append(lab[keep] if len(lab) == len(keep) else np.full(int(keep.sum()), -1))
     if not boxes or not sum(len(x) for x in boxes):
-        return np.zeros((0, 4)), np.zeros(0)
+        empty = np.zeros((0, 4)), np.zeros(0)
+        return (*empty, np.zeros(0, int)) if return_labels else empty
     b, s, o = np.concatenate(boxes), np.concatenate(scores), np.concatenate(owner)
+    lab = np.concatenate(labels)
     keep = nms(torch.as_tensor(b), torch.as_tensor(s), nms_thresh).numpy()
-    b, s, o = b[keep], s[keep], o[keep]
+    b, s, o, lab = b[keep], s[keep], o[keep], lab[keep]
     centre = (b[:, :2] + b[:, 2:]) / 2.0
     reach = float(np.hypot(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]).max()) / 2.0 + 1e-6
     tree = cKDTree(centre)
@@ -136,6 +143,8 @@ def merge_tile_boxes(
             inside_j = np.all((centre[i] >= b[j, :2]) & (centre[i] <= b[j, 2:]))
             if inside_i or inside_j:
                 alive[j] = False
+    if return_labels:
+        return b[alive], s[alive], lab[alive]
     return b[alive], s[alive]
 
 
@@ -174,6 +183,9 @@ PRECISIONS = ("auto", "fp32", "bf16")
 #: Settings a config's ``finder`` dict may give (the operating point the model was made for):
 #: defaults of :meth:`DetectorFinder.from_config` that its arguments override.
 FINDER_KEYS = ("score_thresh", "min_snr", "min_peak_snr", "nms_thresh", "deblend", "thresh_pix")
+#: Keys of a config's ``finder`` dict read by the tools, not by the finder: ``associate``
+#: marks a model trained on whole physical sources (``tools/find_sources.py --associate``).
+TOOL_KEYS = ("associate",)
 
 
 def bf16_native(device: str = "cpu") -> bool:
@@ -302,6 +314,7 @@ class DetectorFinder:
         self.thresh_pix = float(thresh_pix)
         self.min_snr = float(min_snr) if min_snr else None
         self.operating_point: dict = {}  # the config's finder settings (from_config)
+        self.labels = np.zeros(0, int)  # class indices of the last detect()'s boxes
         self.stats: dict = {}
 
     # ------------------------------------------------------------------ building
@@ -373,14 +386,15 @@ class DetectorFinder:
             kwargs.setdefault("overlap", int(overlap))
         kwargs.setdefault("stretch", dl.test.get("stretch", "snr"))
         point = dict(cfg.get("finder") or {})
-        unknown = sorted(set(point) - set(FINDER_KEYS))
+        unknown = sorted(set(point) - set(FINDER_KEYS) - set(TOOL_KEYS))
         if unknown:
             raise ValueError(
                 f"{config_file}: finder.{unknown[0]} is not a finder setting "
-                f"(one of {', '.join(FINDER_KEYS)})"
+                f"(one of {', '.join(FINDER_KEYS + TOOL_KEYS)})"
             )
         for key, value in point.items():
-            kwargs.setdefault(key, value)
+            if key in FINDER_KEYS:
+                kwargs.setdefault(key, value)
         finder = cls(model=model, tile_size=int(tile), beam_pixels=beam, **kwargs)
         finder.operating_point = point
         return finder
@@ -416,7 +430,8 @@ class DetectorFinder:
 
     def detect(self, field) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (XYXY field pixels, FITS orientation, COCO convention) and scores of the
-        sources in ``field``, merged across tiles. ``self.stats`` records the tile counts."""
+        sources in ``field``, merged across tiles. ``self.stats`` records the tile counts,
+        ``self.labels`` the boxes' class indices."""
         import torch
         from tqdm import tqdm
 
@@ -449,7 +464,15 @@ class DetectorFinder:
                     axis=1,
                 ).reshape(-1, 4)
                 results.append(
-                    TileBoxes(tile.y0, tile.x0, tile.y1, tile.x1, fb, o["scores"][keep].numpy())
+                    TileBoxes(
+                        tile.y0,
+                        tile.x0,
+                        tile.y1,
+                        tile.x1,
+                        fb,
+                        o["scores"][keep].numpy(),
+                        o["labels"][keep].numpy() if "labels" in o else np.zeros(0, int),
+                    )
                 )
             batch.clear()
 
@@ -471,8 +494,13 @@ class DetectorFinder:
         # the margin is a model-tile pixel: 1 / f field pixels (two of a field shown at half
         # its size), so a box is called touching at the same sky distance at any resample
         margin = EDGE_MARGIN / f
-        boxes, scores = merge_tile_boxes(
-            results, shape=field.shape, overlap=overlap, nms_thresh=self.nms_thresh, margin=margin
+        boxes, scores, self.labels = merge_tile_boxes(
+            results,
+            shape=field.shape,
+            overlap=overlap,
+            nms_thresh=self.nms_thresh,
+            margin=margin,
+            return_labels=True,
         )
         self.stats = {
             "tiles": len(tiles),
