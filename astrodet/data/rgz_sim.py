@@ -19,11 +19,13 @@ components, make one physical source.
 Each image (:func:`simulate_image`) is a ``tile`` x ``tile`` window of a real FIRST image
 times -1 (its own sources become holes: no unlabelled positive source is left, and the
 injected sources keep clear of the holes; windows where the field dips below -5 rms, a
-sidelobe that would be a positive source once inverted, are not used), with one radio galaxy near the middle and up to
-three unrelated neighbours at the galaxy's own scale (a quarter to one and a half of its
-extent from it, at least a beam clear of its emission), so that "near each other" does not
-mean "one source". A share of the images (``clipped_fraction``) is made as the 8-bit PNGs
-of the real set are: the noise below 3 rms cut away, scaled to the peak, 255 levels.
+sidelobe that would be a positive source once inverted, are not used), with one radio
+galaxy near the middle (extended ones drawn most, as on the real images) and, in half the
+images, one or two unrelated neighbours at the galaxy's own scale (a quarter to one and a
+half of its extent from it, at least a beam clear of its emission), so that "near each
+other" does not mean "one source". A share of the images (``clipped_fraction``) is made as
+the 8-bit PNGs of the real set are: the noise below 3 rms cut away, scaled to the peak, 255
+levels.
 
 Boxes follow the real set's rule (:func:`astrodet.data.rgz_consensus.consensus_box` on the
 image's own emission), so real and simulated labels mean the same thing. The noise comes
@@ -78,8 +80,10 @@ DATASET = "rgz_first_sim"
 MORPHOLOGIES = ("compact", "fr1", "fr2", "fr2_core", "bent")
 #: Build settings of the registered set; a set made with others is rebuilt.
 DEFAULTS = {"n_images": 600, "tile": 100, "nsigma": 3.0, "clipped_fraction": 0.5, "seed": 0}
-_VERSION = 2
-_MORPHOLOGY_WEIGHTS = (0.2, 0.2, 0.2, 0.2, 0.2)
+_VERSION = 3
+# most RGZ sources on these FIRST images are extended (the images were cut around radio
+# galaxies): compact galaxies are drawn least, and most neighbours are compact
+_MORPHOLOGY_WEIGHTS = (0.1, 0.2, 0.3, 0.2, 0.2)
 # the brightest peak of a galaxy, in rms: RGZ's sources are FIRST catalogue sources (> 5
 # sigma), most of them well above it
 _SNR_RANGE = (8.0, 300.0)
@@ -316,7 +320,7 @@ def simulate_image(
     avoid: np.ndarray | None = None,
     nsigma: float = DEFAULTS["nsigma"],
     beam_px: float = FIRST_BEAM_PX,
-    max_neighbours: int = 3,
+    max_neighbours: int = 2,
     morphology: str | None = None,
     tries: int = 50,
 ) -> tuple[np.ndarray, list[dict]] | None:
@@ -329,7 +333,7 @@ def simulate_image(
         avoid: True where no emission may go (the holes of an inverted field).
         nsigma: emission level of components, peaks and sources' footprints, in rms.
         beam_px: beam FWHM in pixels.
-        max_neighbours: neighbours drawn, 0 to this many.
+        max_neighbours: neighbours drawn: none in half the images, else 1 to this many.
         morphology: the galaxy's (default: drawn from :data:`MORPHOLOGIES`).
         tries: placements tried for each source.
 
@@ -376,8 +380,9 @@ def simulate_image(
     taken |= main["foot"]
     centre = main["components"].mean(axis=0)
     scale = max(main["extent"], 4.0 * beam_px)
-    for _ in range(int(rng.integers(0, max_neighbours + 1))):
-        nkind = "compact" if rng.random() < 0.7 else str(rng.choice(MORPHOLOGIES))
+    n_neighbours = 0 if rng.random() < 0.5 else int(rng.integers(1, max_neighbours + 1))
+    for _ in range(n_neighbours):
+        nkind = "compact" if rng.random() < 0.5 else str(rng.choice(MORPHOLOGIES))
         npeak = rms * math.exp(rng.uniform(math.log(5.0), math.log(100.0)))
         other = draw_radio_galaxy(
             rng, morphology=nkind, beam_px=beam_px, peak=npeak, max_extent_px=0.5 * scale
