@@ -169,6 +169,8 @@ def test_config_selects_the_training_images():
     from astrodet.config import LazyConfig
 
     cfg = LazyConfig.load(Path(__file__).parents[2] / "configs" / "rgz_first_vit_small.py")
-    assert cfg.dataloader.train.dataset.training == "real"
-    LazyConfig.apply_overrides(cfg, ["dataloader.train.dataset.training=both"])
     assert cfg.dataloader.train.dataset.training == "both"
+    LazyConfig.apply_overrides(cfg, ["dataloader.train.dataset.training=real"])
+    assert cfg.dataloader.train.dataset.training == "real"
+    paper = LazyConfig.load(Path(__file__).parents[2] / "configs" / "rgz_first_dino_vitdet.py")
+    assert paper.dataloader.train.dataset.training == "real"
