@@ -105,7 +105,7 @@ def find_physical_sources(
         finder: a :class:`~astrodet.sky.finders.detector.DetectorFinder` of a model trained
             on whole sources.
         field: the :class:`~astrodet.sky.field.Field`.
-        classes: the model's class names (index = label).
+        classes: the model's class names (index = the model's 1-based label - 1).
         components: ``"classical"`` or ``"pybdsf"``: the component finder.
         component_finder: a finder to use instead (anything with ``find(field)``).
 
@@ -117,7 +117,8 @@ def find_physical_sources(
     from astrodet.sky.finders.detector import measure_field
 
     boxes, scores = finder.detect(field)
-    labels = np.asarray(finder.labels, int).reshape(-1)
+    # the model's labels are 1-based (0 is the background): class index + 1
+    labels = np.asarray(finder.labels, int).reshape(-1) - 1
     if len(labels) != len(boxes):
         raise ValueError(f"{finder!r} gave {len(boxes)} boxes but {len(labels)} class labels")
     meta = {
@@ -156,7 +157,10 @@ def find_physical_sources(
 
     bad = sorted({int(v) for v in labels if not 0 <= v < len(classes)})
     if bad:
-        raise ValueError(f"the model gave class {bad[0]}, but it has {len(classes)} class names")
+        raise ValueError(
+            f"the model gave label {bad[0] + 1}, but it has {len(classes)} class names "
+            "(labels are 1-based)"
+        )
     sources = new_catalogue(
         meta={**meta, "COMPFIND": getattr(comp_finder, "name", components)},
         **columns,

@@ -123,3 +123,30 @@ def test_associate_needs_a_detector(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _run("--finder", "classical", "--associate", "--image", image, "--output", tmp_path / "o")
     assert "--associate needs a detector" in capsys.readouterr().err
+
+
+def test_classes_follow_the_models_one_based_labels(tmp_path):
+    from astrodet.sky import new_catalogue, open_field
+    from astrodet.sky.physical import find_physical_sources
+
+    class Stub:  # a detector that boxes the first two Gaussians of _fits as one source
+        name, measure, min_snr, stats = "detector", False, None, {}
+        labels = np.array([6, 1])
+
+        def detect(self, field):
+            return np.array([[15.0, 10, 66, 36], [40, 45, 50, 55]]), np.array([0.9, 0.4])
+
+    class Components:
+        name = "stub"
+
+        def find(self, field):
+            return new_catalogue(x=[20.0, 60.0, 45.0, 80.0], y=[30.0, 15.0, 50.0, 60.0])
+
+    with open_field(_fits(tmp_path / "field.fits")) as field:
+        sources, comps = find_physical_sources(
+            Stub(), field, classes=list(RGZ_CLASSES), component_finder=Components()
+        )
+    assert list(sources["class"]) == ["3C_3P", "1C_1P"]
+    assert list(sources["n_components"]) == [2, 1]
+    assert list(comps["source_id"]) == [0, 0, 1, -1]
+    assert list(comps["component_id"]) == [0, 1, 2, 3]

@@ -50,7 +50,8 @@ EDGE_MARGIN = 1.0
 @dataclass
 class TileBoxes:
     """Detections of one tile: ``boxes`` XYXY field pixels (COCO convention), ``scores``,
-    ``labels`` (the model's class indices; empty: none kept) and the tile's field bounds."""
+    ``labels`` (the model's labels, 1-based as torchvision's; empty: none kept) and the
+    tile's field bounds."""
 
     y0: int
     x0: int
@@ -108,7 +109,7 @@ def merge_tile_boxes(
 
     Returns:
         (boxes N x 4, scores N), by decreasing score; with ``return_labels`` also the
-        boxes' class indices (-1 where a tile kept none).
+        boxes' labels (-1 where a tile kept none).
     """
     import torch
     from scipy.spatial import cKDTree
@@ -314,7 +315,7 @@ class DetectorFinder:
         self.thresh_pix = float(thresh_pix)
         self.min_snr = float(min_snr) if min_snr else None
         self.operating_point: dict = {}  # the config's finder settings (from_config)
-        self.labels = np.zeros(0, int)  # class indices of the last detect()'s boxes
+        self.labels = np.zeros(0, int)  # the model's labels of the last detect()'s boxes
         self.stats: dict = {}
 
     # ------------------------------------------------------------------ building
@@ -431,7 +432,7 @@ class DetectorFinder:
     def detect(self, field) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (XYXY field pixels, FITS orientation, COCO convention) and scores of the
         sources in ``field``, merged across tiles. ``self.stats`` records the tile counts,
-        ``self.labels`` the boxes' class indices."""
+        ``self.labels`` the boxes' labels (1-based, the model's)."""
         import torch
         from tqdm import tqdm
 
