@@ -18,8 +18,8 @@ torchvision's heads (one-conv RPN, two-MLP box head, RoIAlign with 2 x 2 samples
 ``dataloader.train.dataset.training`` picks the training images: ``"real"`` (the RGZ
 consensus training split), ``"sim"`` (simulated radio galaxies with exact component grouping
 in real FIRST noise, ``rgz_first_sim_train``, :mod:`astrodet.data.rgz_sim`) or ``"both"``,
-this config's default (on the test split: mAP@0.5 36.0 % against 25.2 % with the real
-images alone, multi-component association 60.9 % against 56.5 %; README).
+this config's default (on all 364 test images: mAP@0.5 31.6 % against 25.8 % with the real
+images alone, multi-component association 80.1 % against 77.5 %; README).
 
 ``finder.associate`` marks a model trained on whole sources: ``tools/find_sources.py``
 then writes physical sources with their components by default.
@@ -71,6 +71,9 @@ train.output_dir = "output/rgz_first_vit_small"
 train.num_threads = None
 
 # Physical sources (tools/find_sources.py associates by default) at the association's
-# operating point: the score threshold that associated the training split's RGZ sources best
-# (0.1 of 0.1-0.5, for the models trained on real, and on real + simulated images; README)
-finder = dict(associate=True, score_thresh=0.1)
+# operating point, picked on the training split: the score threshold that associated its RGZ
+# sources best (0.1 of 0.1-0.5, for the models trained on real, and on real + simulated
+# images), and a box with 0.8 of its area inside a larger one scoring at least half its own
+# absorbed by it (a lobe found beside its double; the best overall accuracy of 0.6-0.9 x
+# 0.3-0.7; README)
+finder = dict(associate=True, score_thresh=0.1, absorb_inside=0.8, absorb_score_ratio=0.5)

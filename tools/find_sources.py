@@ -17,7 +17,9 @@ core, jets and lobes together): the columns above plus its box ``x_min, y_min, x
 (0-based pixel edges of the field, the frame of ``x``, ``y``), ``class``, ``class_score`` and
 ``n_components``; DIR/<stem>_components.fits/.csv lists its components (the classical
 finder's, or PyBDSF's with ``--components pybdsf``) with ``component_id`` and the
-``source_id`` they belong to; the .reg file and the picture show the boxes and the
+``source_id`` they belong to (a box mostly inside a larger one is absorbed by it first:
+``--absorb-inside`` / ``--absorb-score-ratio``, from the config's finder dict, 0.8 / 0.5 by
+default); the .reg file and the picture show the boxes and the
 components (``astrodet.sky.physical``). ``--associate`` / ``--no-associate`` override the
 config. Under ``torchrun --nproc_per_node N`` process r
 takes images r, r+N, ...
@@ -106,6 +108,22 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["classical", "pybdsf"],
         default="classical",
         help="with --associate: the finder of the components (default: classical)",
+    )
+    p.add_argument(
+        "--absorb-inside",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="with --associate: a box with this fraction of its area inside a larger box is "
+        "part of that source (default: the config's finder.absorb_inside, else 0.8; 0: off)",
+    )
+    p.add_argument(
+        "--absorb-score-ratio",
+        type=float,
+        default=None,
+        metavar="RATIO",
+        help="with --associate: ... when the larger box scores at least RATIO x its own "
+        "(default: the config's finder.absorb_score_ratio, else 0.5)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing catalogues")
     p.add_argument("--no-picture", action="store_true", help="skip the PNG")
@@ -222,13 +240,18 @@ def main(argv=None) -> int:
 def _physical(args, finder, path: Path, stem: Path, *, beam, classes) -> None:
     """Physical sources and their components of one field, written beside each other."""
     from astrodet.sky import open_field
-    from astrodet.sky.physical import find_physical_sources, write_physical
+    from astrodet.sky.physical import absorb_setting, find_physical_sources, write_physical
     from astrodet.visualize import save_field_picture
 
+    absorb = absorb_setting(
+        getattr(finder, "operating_point", None),
+        inside=args.absorb_inside,
+        score_ratio=args.absorb_score_ratio,
+    )
     with open_field(path, beam=beam) as field:
         start = time.perf_counter()
         sources, components = find_physical_sources(
-            finder, field, classes=classes, components=args.components
+            finder, field, classes=classes, components=args.components, absorb=absorb
         )
         seconds = time.perf_counter() - start
         sources.meta["SECONDS"] = round(seconds, 3)

@@ -9,6 +9,10 @@ the images' COCO frame) or as a folder of per-image catalogues (``<image stem>.c
 the image's FITS field ``fields/<split>/<stem>.fits``, pixel ``i`` spanning ``[i, i + 1)``,
 ``class``, ``class_score``), as ``tools/find_sources.py`` writes them.
 
+A detector's physical sources are its boxes at or above the score threshold, less the boxes
+absorbed by larger ones (:func:`astrodet.sky.associate.absorb_contained`), as
+``tools/find_sources.py --associate`` keeps them; its mAP takes every box.
+
 Baselines run on the FITS field of every test image whose pixels are real fluxes (not the
 clipped 8-bit PNGs, which have no noise left to set a threshold by; they are counted):
 PyBDSF's islands (its sources grouped by ``island_id``, or, where the catalogue has no such
@@ -29,6 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from astrodet.sky.associate import (
+    ABSORB_INSIDE,
+    ABSORB_SCORE_RATIO,
+    absorb_contained,
     associate_image,
     association_summary,
     bootstrap_map50,
@@ -264,12 +271,25 @@ def _results(preds: dict[int, dict], gt: dict, *, agnostic: bool) -> list[dict]:
     return out
 
 
-def _score(preds, gt, truth, image_ids, *, classes, threshold, n_boot, seed) -> dict:
+def _physical(p: dict, *, threshold: float, absorb: tuple | None) -> np.ndarray:
+    """Mask of the predictions that are physical sources: at or above ``threshold``, then
+    not absorbed by a larger box (``absorb``: ``(inside, score_ratio)`` or None)."""
+    keep = p["scores"] >= threshold
+    if absorb is not None and keep.sum() > 1:
+        idx = np.flatnonzero(keep)
+        inside, ratio = absorb
+        keep[idx] = absorb_contained(
+            p["boxes"][idx], p["scores"][idx], inside=inside, score_ratio=ratio
+        )
+    return keep
+
+
+def _score(preds, gt, truth, image_ids, *, classes, threshold, absorb, n_boot, seed) -> dict:
     units = {im["id"]: im.get("group", im["id"]) for im in gt["images"]}
     outcomes, n_comp, source_units = [], [], []
     for i in sorted(image_ids):
         p, t = preds[i], truth[i]
-        keep = p["scores"] >= threshold
+        keep = _physical(p, threshold=threshold, absorb=absorb)
         outcomes += associate_image(
             sources=t["sources"],
             boxes=p["boxes"][keep],
@@ -309,6 +329,8 @@ def score_association(
     name: str = "detector",
     baselines: tuple[str, ...] = BASELINES,
     score_threshold: float = 0.5,
+    absorb_inside: float | None = ABSORB_INSIDE,
+    absorb_score_ratio: float = ABSORB_SCORE_RATIO,
     n_boot: int = 1000,
     seed: int = 0,
     n_pictures: int = 6,
@@ -326,6 +348,10 @@ def score_association(
         baselines: finders run as baselines (``pybdsf``, ``classical``).
         score_threshold: predictions below it are not physical sources (association only;
             mAP takes them all).
+        absorb_inside, absorb_score_ratio: a predicted box with this fraction of its area
+            inside a larger one scoring at least this ratio of its own is part of that
+            source (:func:`~astrodet.sky.associate.absorb_contained`; association only;
+            ``absorb_inside`` None or 0: every box is a source).
         n_boot: bootstrap draws of the intervals (0: none).
         seed: of the draws.
         n_pictures: test images drawn in ``examples.png`` (0: none).
@@ -356,6 +382,7 @@ def score_association(
     for b in baselines:
         preds, info = run_baseline(b, gt=gt, root=root, progress=progress)
         methods[f"{b} islands"] = (preds, info, False)
+    absorb = (absorb_inside, absorb_score_ratio) if absorb_inside else None
     all_ids = {im["id"] for im in gt["images"]}
     common = set(all_ids)
     for preds, _, _ in methods.values():
@@ -368,6 +395,8 @@ def score_association(
         "images_common": len(common),
         "settings": {
             "score_threshold": score_threshold,
+            "absorb_inside": absorb_inside or None,
+            "absorb_score_ratio": absorb_score_ratio if absorb_inside else None,
             "n_boot": n_boot,
             "seed": seed,
             "bootstrap_unit": "sky group of the image",
@@ -384,6 +413,7 @@ def score_association(
                 ids,
                 classes=classes,
                 threshold=score_threshold if classes else 0.0,
+                absorb=absorb if classes else None,
                 n_boot=n_boot,
                 seed=seed,
             )
@@ -402,6 +432,7 @@ def score_association(
             path=out / "examples.png",
             n=n_pictures,
             threshold=score_threshold,
+            absorb=absorb,
         )
     return result
 
@@ -453,11 +484,26 @@ def format_table(result: dict) -> str:
         "predicted source holding no other RGZ source's component; intervals are 95 % "
         f"bootstrap ({result['settings']['n_boot']} draws over sky groups).",
     ]
+    st = result["settings"]
+    detector = f"Predicted physical sources: boxes scoring at least {st['score_threshold']}"
+    if st.get("absorb_inside"):
+        detector += (
+            f", a box with {st['absorb_inside']:g} of its area inside a larger one scoring at "
+            f"least {st['absorb_score_ratio']:g} x its own absorbed by it"
+        )
+    lines[-1] += f" {detector}; mAP@0.5 takes every box."
     return "\n".join(lines) + "\n"
 
 
 def draw_examples(
-    *, gt: dict, image_dir: Path, methods: dict, path: Path, n: int = 6, threshold: float = 0.5
+    *,
+    gt: dict,
+    image_dir: Path,
+    methods: dict,
+    path: Path,
+    n: int = 6,
+    threshold: float = 0.5,
+    absorb: tuple | None = None,
 ) -> Path:
     """A picture of ``n`` test images with the consensus boxes and components and each
     method's physical sources.
@@ -469,6 +515,8 @@ def draw_examples(
         path: the PNG written.
         n: images drawn, spread over those with the most components first.
         threshold: the detector's boxes below this score are not drawn.
+        absorb: ``(inside, score_ratio)`` of :func:`absorb_contained` for the detector's
+            boxes, None: all drawn.
     """
     import matplotlib
 
@@ -502,7 +550,9 @@ def draw_examples(
             ax.plot(c[:, 0], c[:, 1], "+", color=_COLORS["truth"], ms=10, mew=2)
         for k, (preds, _, classes) in enumerate(methods.values()):
             p = preds[i]
-            keep = p["scores"] >= (threshold if classes else 0.0)
+            keep = _physical(
+                p, threshold=threshold if classes else 0.0, absorb=absorb if classes else None
+            )
             for x0, y0, x1, y1 in p["boxes"][keep]:
                 box = Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=_COLORS[k % 4], ls="--")
                 ax.add_patch(box)

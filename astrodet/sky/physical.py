@@ -5,7 +5,9 @@ of a radio galaxy, classed by components and peaks) gives one box per physical s
 components come from a component finder run on the same field (the classical finder by
 default, or PyBDSF), and each component goes to the box that holds it
 (:func:`astrodet.sky.associate.assign_components`: the highest-scoring box, then the nearest
-centre).
+centre). A box mostly inside a larger one (a lobe found beside its double) is absorbed by it
+first (:func:`astrodet.sky.associate.absorb_contained`; the finder dict's ``absorb_inside``
+and ``absorb_score_ratio``, 0.8 and 0.5 by default).
 
 Two tables (:func:`find_physical_sources`):
 
@@ -35,8 +37,10 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "BOX_COLUMNS",
     "COMPONENT_FINDERS",
+    "absorb_setting",
     "associates_by_default",
     "class_names",
+    "finder_settings",
     "find_physical_sources",
     "physical_regions_text",
     "write_physical",
@@ -46,13 +50,41 @@ BOX_COLUMNS = ("x_min", "y_min", "x_max", "y_max")
 COMPONENT_FINDERS = ("classical", "pybdsf")
 
 
-def associates_by_default(config_file: str | os.PathLike, overrides=()) -> bool:
-    """True when a config's ``finder`` dict says its model was trained on whole physical
-    sources (``associate=True``)."""
+def finder_settings(config_file: str | os.PathLike, overrides=()) -> dict:
+    """A config's ``finder`` dict (its operating point; empty when it has none)."""
     from astrodet.config import LazyConfig
 
     cfg = LazyConfig.apply_overrides(LazyConfig.load(str(config_file)), list(overrides))
-    return bool(dict(cfg.get("finder") or {}).get("associate", False))
+    return dict(cfg.get("finder") or {})
+
+
+def associates_by_default(config_file: str | os.PathLike, overrides=()) -> bool:
+    """True when a config's ``finder`` dict says its model was trained on whole physical
+    sources (``associate=True``)."""
+    return bool(finder_settings(config_file, overrides).get("associate", False))
+
+
+def absorb_setting(
+    point: dict | None = None, *, inside: float | None = None, score_ratio: float | None = None
+) -> tuple[float, float] | None:
+    """``(inside, score_ratio)`` of :func:`~astrodet.sky.associate.absorb_contained`: the
+    arguments where given, else the finder dict's ``absorb_inside`` / ``absorb_score_ratio``,
+    else the defaults; None when ``inside`` is 0 (every box a source)."""
+    from astrodet.sky.associate import ABSORB_INSIDE, ABSORB_SCORE_RATIO
+
+    point = point or {}
+    if inside is None:
+        inside = point.get("absorb_inside", ABSORB_INSIDE)
+    if score_ratio is None:
+        score_ratio = point.get("absorb_score_ratio", ABSORB_SCORE_RATIO)
+    if not inside:
+        return None
+    if not 0.0 < float(inside) <= 1.0 or float(score_ratio) < 0.0:
+        raise ValueError(
+            f"absorb_inside must be in (0, 1] (0: off) and absorb_score_ratio >= 0, "
+            f"got {inside} and {score_ratio}"
+        )
+    return float(inside), float(score_ratio)
 
 
 def class_names(config_file: str | os.PathLike, overrides=()) -> list[str]:
@@ -98,6 +130,7 @@ def find_physical_sources(
     classes: list[str],
     components: str = "classical",
     component_finder=None,
+    absorb: tuple[float, float] | None | str = "config",
 ):
     """Physical sources and their components in ``field`` (module docstring).
 
@@ -108,6 +141,9 @@ def find_physical_sources(
         classes: the model's class names (index = the model's 1-based label - 1).
         components: ``"classical"`` or ``"pybdsf"``: the component finder.
         component_finder: a finder to use instead (anything with ``find(field)``).
+        absorb: ``(inside, score_ratio)``: boxes mostly inside a larger box are parts of
+            it (:func:`~astrodet.sky.associate.absorb_contained`); None: every box is a
+            source; ``"config"``: the finder's operating point, else the defaults.
 
     Returns:
         ``(sources, components)`` catalogues.
@@ -145,6 +181,16 @@ def find_physical_sources(
         with np.errstate(invalid="ignore"):
             keep = np.asarray(columns["snr"], float) >= finder.min_snr
         meta["MINSNR"] = finder.min_snr
+    if absorb == "config":
+        absorb = absorb_setting(getattr(finder, "operating_point", None))
+    if absorb is not None and keep.sum() > 1:
+        from astrodet.sky.associate import absorb_contained
+
+        idx = np.flatnonzero(keep)
+        keep[idx] = absorb_contained(
+            boxes[idx], scores[idx], inside=absorb[0], score_ratio=absorb[1]
+        )
+        meta["ABSORB"] = f"{absorb[0]:g} {absorb[1]:g}"
     boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
     columns = {k: np.asarray(v)[keep] for k, v in columns.items()}
 

@@ -152,3 +152,37 @@ def test_bootstrap_map50_counts_classes_and_gives_intervals():
     assert out["per_class"]["2C_2P"]["AP50"] == pytest.approx(0.5, abs=0.01)
     lo, hi = out["interval"]
     assert lo < out["AP50"] < 1.0 and hi == pytest.approx(1.0)
+
+
+def test_a_lobe_inside_its_double_is_absorbed():
+    from astrodet.sky.associate import absorb_contained
+
+    double, lobe1, lobe2 = [10, 40, 70, 60], [12, 42, 28, 58], [52, 42, 68, 58]
+    boxes = np.array([double, lobe1, lobe2], float)
+    # the lobes score higher than the double: without absorbing, the double is split
+    scores = np.array([0.5, 0.9, 0.8])
+    assert _one(associate_image(sources=[DOUBLE], boxes=boxes, scores=scores)[0]) == {"split"}
+    keep = absorb_contained(boxes, scores, inside=0.8, score_ratio=0.5)
+    assert list(keep) == [True, False, False]
+    out = associate_image(sources=[DOUBLE], boxes=boxes[keep], scores=scores[keep])
+    assert _one(out[0]) == {"correct"}
+    # a larger box scoring under half a lobe's score does not absorb that lobe
+    keep = absorb_contained(boxes, np.array([0.4, 0.9, 0.7]), score_ratio=0.5)
+    assert list(keep) == [True, True, False]
+    # a box only partly inside (half its area) stays; off: every box stays
+    edge = np.array([double, [60, 42, 80, 58]], float)
+    assert absorb_contained(edge, np.array([0.9, 0.9]), inside=0.8).all()
+    assert absorb_contained(boxes, scores, inside=0).all()
+    assert absorb_contained(boxes, scores, inside=None).all()
+
+
+def test_absorbing_keeps_the_outermost_of_a_nest_and_checks_its_input():
+    from astrodet.sky.associate import absorb_contained
+
+    boxes = np.array([[0, 0, 100, 100], [10, 10, 60, 60], [20, 20, 30, 30], [0, 0, 0, 0]], float)
+    keep = absorb_contained(boxes, np.array([0.6, 0.6, 0.6, 0.6]), inside=0.8, score_ratio=0.5)
+    assert list(keep) == [True, False, False, True]  # an empty box absorbs nothing, nor is
+    with pytest.raises(ValueError, match="3 scores"):
+        absorb_contained(boxes, np.ones(3))
+    with pytest.raises(ValueError, match="inside must be in"):
+        absorb_contained(boxes, np.ones(4), inside=1.5)

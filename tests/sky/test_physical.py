@@ -150,3 +150,52 @@ def test_classes_follow_the_models_one_based_labels(tmp_path):
     assert list(sources["n_components"]) == [2, 1]
     assert list(comps["source_id"]) == [0, 0, 1, -1]
     assert list(comps["component_id"]) == [0, 1, 2, 3]
+
+
+def test_absorb_setting_from_flags_config_or_defaults():
+    from astrodet.sky.associate import ABSORB_INSIDE, ABSORB_SCORE_RATIO
+    from astrodet.sky.physical import absorb_setting, finder_settings
+
+    assert absorb_setting() == (ABSORB_INSIDE, ABSORB_SCORE_RATIO)
+    point = finder_settings(CONFIG)
+    assert point["associate"] and absorb_setting(point) == (
+        point.get("absorb_inside", ABSORB_INSIDE),
+        point.get("absorb_score_ratio", ABSORB_SCORE_RATIO),
+    )
+    assert absorb_setting({"absorb_inside": 0.6}, score_ratio=0.7) == (0.6, 0.7)
+    assert absorb_setting(point, inside=0) is None
+    with pytest.raises(ValueError, match="absorb_inside"):
+        absorb_setting(inside=2.0)
+
+
+def test_absorbed_boxes_are_not_physical_sources(tmp_path):
+    from astrodet.sky import new_catalogue, open_field
+    from astrodet.sky.physical import find_physical_sources
+
+    class Finder:  # a double's box with a lobe's box inside it, and a separate source
+        name, measure, min_snr, labels = "fake", False, None, [5, 1, 1]
+        stats = {"tiles": 1}
+        operating_point = {"absorb_inside": 0.8, "absorb_score_ratio": 0.5}
+
+        def detect(self, field):
+            boxes = np.array([[10, 30, 60, 50], [12, 32, 28, 48], [70, 70, 80, 80]], float)
+            return boxes, np.array([0.6, 0.9, 0.7])
+
+    class Comps:
+        name = "fake components"
+
+        def find(self, field):
+            return new_catalogue(x=np.array([19.5, 49.5, 74.5]), y=np.array([39.5, 39.5, 74.5]))
+
+    with open_field(_fits(tmp_path / "field.fits")) as field:
+        sources, comps = find_physical_sources(
+            Finder(), field, classes=list(RGZ_CLASSES), component_finder=Comps()
+        )
+        assert list(sources["class"]) == ["2C_3P", "1C_1P"]
+        assert list(comps["source_id"]) == [0, 0, 1] and list(sources["n_components"]) == [2, 1]
+        assert sources.meta["ABSORB"] == "0.8 0.5"
+        # off: the lobe's box takes its component and the double is split
+        sources, comps = find_physical_sources(
+            Finder(), field, classes=list(RGZ_CLASSES), component_finder=Comps(), absorb=None
+        )
+        assert len(sources) == 3 and list(comps["source_id"]) == [1, 0, 2]

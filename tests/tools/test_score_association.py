@@ -200,3 +200,35 @@ def test_pybdsf_islands_join_what_touches(tmp_path):
     assoc = pybdsf["subsets"]["all"]["association"]
     # lobes 40 px apart are two islands: split; the singles are found whole
     assert assoc["multi"]["split"] == 1 and assoc["single"]["accuracy"] == 1.0
+
+
+def test_lobes_inside_the_double_are_absorbed_unless_told_not_to(tmp_path):
+    root = make_set(tmp_path / "set")
+    coco = json.loads((root / "test" / "annotations.json").read_text())
+    preds = _predictions(coco)
+    double = next(r for r in preds if r["category_id"] == RGZ_CLASSES.index("2C_2P") + 1)
+    double["score"] = 0.6
+    for a in coco["annotations"][0]["rgz"]["components"]:  # a confident box on each lobe
+        x, y = a
+        preds.append({"image_id": 0, "category_id": 1, "bbox": [x - 4, y - 4, 8, 8], "score": 0.9})
+    (tmp_path / "results.json").write_text(json.dumps(preds))
+    base = ["--data", str(root), "--predictions", str(tmp_path / "results.json"), "--baselines"]
+    base += ["--bootstrap", "0", "--pictures", "0"]
+
+    def multi(out, *extra):
+        assert _tool().main([*base, "--output", str(tmp_path / out), *extra]) == 0
+        result = json.loads((tmp_path / out / "association.json").read_text())
+        return result, result["methods"]["detector"]["subsets"]["all"]["association"]["multi"]
+
+    result, absorbed = multi("default")
+    assert absorbed["accuracy"] == 1.0 and result["settings"]["absorb_inside"] == 0.8
+    assert "absorbed" in (tmp_path / "default" / "table.md").read_text()
+    _, split = multi("off", "--absorb-inside", "0")
+    assert split["accuracy"] == 0.0 and split["split"] == 1
+    # a config's finder dict sets the threshold: at 0.95 no box is a source
+    config = tmp_path / "config.py"
+    config.write_text("finder = dict(associate=True, score_thresh=0.95)\n")
+    result, missed = multi("config", "--config-file", str(config))
+    assert result["settings"]["score_threshold"] == 0.95 and missed["missed"] == 1
+    with pytest.raises(SystemExit):
+        multi("bad", "--absorb-inside", "1.5")

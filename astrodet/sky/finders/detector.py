@@ -185,8 +185,9 @@ PRECISIONS = ("auto", "fp32", "bf16")
 #: defaults of :meth:`DetectorFinder.from_config` that its arguments override.
 FINDER_KEYS = ("score_thresh", "min_snr", "min_peak_snr", "nms_thresh", "deblend", "thresh_pix")
 #: Keys of a config's ``finder`` dict read by the tools, not by the finder: ``associate``
-#: marks a model trained on whole physical sources (``tools/find_sources.py --associate``).
-TOOL_KEYS = ("associate",)
+#: marks a model trained on whole physical sources (``tools/find_sources.py --associate``);
+#: ``absorb_inside`` / ``absorb_score_ratio`` when a box inside a larger one is part of it.
+TOOL_KEYS = ("associate", "absorb_inside", "absorb_score_ratio")
 
 
 def bf16_native(device: str = "cpu") -> bool:
