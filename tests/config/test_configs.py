@@ -157,7 +157,8 @@ def test_build_fpn_and_small_configs():
 def test_cpu_configs_have_cpu_heads_and_paper_configs_vitdets():
     """The CPU demo's heads are torchvision's (a step 3x faster on 2 cores); the paper's
     configs keep ViTDet's 4conv1fc head, two-conv RPN and adaptive RoIAlign."""
-    for name in ("synthetic_vit_small.py", "rgz_first_vit_small.py"):
+    cpu_configs = ("synthetic_vit_small.py", "rgz_first_vit_small.py", "first_pybdsf_vit_small.py")
+    for name in (*cpu_configs, "first_injected_vit_small.py"):
         cpu = LazyConfig.load(CONFIGS / name).model
         assert (cpu.box_head, cpu.rpn_head_convs, cpu.roi_sampling_ratio) == ("2mlp", 1, 2)
         assert cpu.backbone.out_channels <= 96
