@@ -528,6 +528,7 @@ def draw_examples(
     from astrodet.utils import atomic_save_figure
 
     truth = _truth(gt)
+    names = [c["name"] for c in sorted(gt["categories"], key=lambda c: c["id"])]
     ran = [
         i for i in (im["id"] for im in gt["images"]) if all(i in p for p, _, _ in methods.values())
     ]
@@ -553,9 +554,11 @@ def draw_examples(
             keep = _physical(
                 p, threshold=threshold if classes else 0.0, absorb=absorb if classes else None
             )
-            for x0, y0, x1, y1 in p["boxes"][keep]:
+            for (x0, y0, x1, y1), c in zip(p["boxes"][keep], p["classes"][keep]):
                 box = Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=_COLORS[k % 4], ls="--")
                 ax.add_patch(box)
+                if classes and 0 <= c < len(names):  # the predicted class, above its box
+                    ax.text(x0, y0 - 1, names[c], color=_COLORS[k % 4], fontsize=6, va="bottom")
         ax.set_title(f"{im['file_name'][:-4]} ({im['kind']})", fontsize=8)
     handles = [Rectangle((0, 0), 1, 1, fill=False, ec=_COLORS["truth"], label="RGZ consensus")]
     handles += [
