@@ -46,6 +46,7 @@ __all__ = [
     "ABSORB_INSIDE",
     "ABSORB_SCORE_RATIO",
     "OUTCOMES",
+    "absorb_among",
     "absorb_contained",
     "assign_components",
     "associate_image",
@@ -90,12 +91,12 @@ def absorb_contained(
     scores = np.asarray(scores, float).reshape(-1)
     if len(scores) != len(boxes):
         raise ValueError(f"{len(boxes)} boxes but {len(scores)} scores")
-    if not inside or len(boxes) < 2:
-        return np.ones(len(boxes), bool)
-    if not 0.0 < inside <= 1.0 or score_ratio < 0.0:
+    if inside and (not 0.0 < inside <= 1.0 or score_ratio < 0.0):
         raise ValueError(
             f"absorb: inside must be in (0, 1] and score_ratio >= 0, got {inside}, {score_ratio}"
         )
+    if not inside or len(boxes) < 2:
+        return np.ones(len(boxes), bool)
     area = (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
     # [i, j]: box i's area inside box j
     w = np.minimum(boxes[:, None, 2], boxes[None, :, 2]) - np.maximum(
@@ -112,6 +113,25 @@ def absorb_contained(
         & (area[:, None] > 0)
     )
     return ~absorbed_by.any(axis=1)
+
+
+def absorb_among(
+    keep: np.ndarray, boxes: np.ndarray, scores: np.ndarray, absorb: tuple[float, float] | None
+) -> np.ndarray:
+    """``keep`` less the kept boxes absorbed by other kept ones (:func:`absorb_contained`).
+
+    Args:
+        keep: (N,) bool mask of the boxes that are candidates (e.g. above a score threshold).
+        boxes, scores: all N boxes and their scores.
+        absorb: ``(inside, score_ratio)``, or None: ``keep`` as it is.
+    """
+    keep = np.asarray(keep, bool).copy()
+    if absorb is not None and keep.sum() > 1:
+        idx = np.flatnonzero(keep)
+        keep[idx] = absorb_contained(
+            np.asarray(boxes)[idx], np.asarray(scores)[idx], inside=absorb[0], score_ratio=absorb[1]
+        )
+    return keep
 
 
 def assign_components(

@@ -35,7 +35,7 @@ import numpy as np
 from astrodet.sky.associate import (
     ABSORB_INSIDE,
     ABSORB_SCORE_RATIO,
-    absorb_contained,
+    absorb_among,
     associate_image,
     association_summary,
     bootstrap_map50,
@@ -274,14 +274,7 @@ def _results(preds: dict[int, dict], gt: dict, *, agnostic: bool) -> list[dict]:
 def _physical(p: dict, *, threshold: float, absorb: tuple | None) -> np.ndarray:
     """Mask of the predictions that are physical sources: at or above ``threshold``, then
     not absorbed by a larger box (``absorb``: ``(inside, score_ratio)`` or None)."""
-    keep = p["scores"] >= threshold
-    if absorb is not None and keep.sum() > 1:
-        idx = np.flatnonzero(keep)
-        inside, ratio = absorb
-        keep[idx] = absorb_contained(
-            p["boxes"][idx], p["scores"][idx], inside=inside, score_ratio=ratio
-        )
-    return keep
+    return absorb_among(p["scores"] >= threshold, p["boxes"], p["scores"], absorb)
 
 
 def _score(preds, gt, truth, image_ids, *, classes, threshold, absorb, n_boot, seed) -> dict:
@@ -329,8 +322,7 @@ def score_association(
     name: str = "detector",
     baselines: tuple[str, ...] = BASELINES,
     score_threshold: float = 0.5,
-    absorb_inside: float | None = ABSORB_INSIDE,
-    absorb_score_ratio: float = ABSORB_SCORE_RATIO,
+    absorb: tuple[float, float] | None = (ABSORB_INSIDE, ABSORB_SCORE_RATIO),
     n_boot: int = 1000,
     seed: int = 0,
     n_pictures: int = 6,
@@ -348,10 +340,10 @@ def score_association(
         baselines: finders run as baselines (``pybdsf``, ``classical``).
         score_threshold: predictions below it are not physical sources (association only;
             mAP takes them all).
-        absorb_inside, absorb_score_ratio: a predicted box with this fraction of its area
+        absorb: ``(inside, score_ratio)``: a predicted box with this fraction of its area
             inside a larger one scoring at least this ratio of its own is part of that
             source (:func:`~astrodet.sky.associate.absorb_contained`; association only;
-            ``absorb_inside`` None or 0: every box is a source).
+            None: every box is a source).
         n_boot: bootstrap draws of the intervals (0: none).
         seed: of the draws.
         n_pictures: test images drawn in ``examples.png`` (0: none).
@@ -382,7 +374,6 @@ def score_association(
     for b in baselines:
         preds, info = run_baseline(b, gt=gt, root=root, progress=progress)
         methods[f"{b} islands"] = (preds, info, False)
-    absorb = (absorb_inside, absorb_score_ratio) if absorb_inside else None
     all_ids = {im["id"] for im in gt["images"]}
     common = set(all_ids)
     for preds, _, _ in methods.values():
@@ -395,8 +386,8 @@ def score_association(
         "images_common": len(common),
         "settings": {
             "score_threshold": score_threshold,
-            "absorb_inside": absorb_inside or None,
-            "absorb_score_ratio": absorb_score_ratio if absorb_inside else None,
+            "absorb_inside": absorb[0] if absorb else None,
+            "absorb_score_ratio": absorb[1] if absorb else None,
             "n_boot": n_boot,
             "seed": seed,
             "bootstrap_unit": "sky group of the image",

@@ -183,13 +183,10 @@ def find_physical_sources(
         meta["MINSNR"] = finder.min_snr
     if absorb == "config":
         absorb = absorb_setting(getattr(finder, "operating_point", None))
-    if absorb is not None and keep.sum() > 1:
-        from astrodet.sky.associate import absorb_contained
+    if absorb is not None:
+        from astrodet.sky.associate import absorb_among
 
-        idx = np.flatnonzero(keep)
-        keep[idx] = absorb_contained(
-            boxes[idx], scores[idx], inside=absorb[0], score_ratio=absorb[1]
-        )
+        keep = absorb_among(keep, boxes, scores, absorb)
         meta["ABSORB"] = f"{absorb[0]:g} {absorb[1]:g}"
     boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
     columns = {k: np.asarray(v)[keep] for k, v in columns.items()}
