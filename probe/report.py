@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from astrodet.utils import atomic_save_figure, atomic_write_text
+from astrodet.utils import atomic_save_figure, atomic_write_text, error_bars
 
 from .results import load_results
 
@@ -108,7 +108,7 @@ def plot_f1_vs_fraction(series: list[dict], path: str | os.PathLike) -> Path:
         for i, s in enumerate(rows):
             x = 100 * np.asarray(s["fractions"])
             mean = np.asarray(s["mean"])
-            yerr = np.vstack([mean - np.asarray(s["min"]), np.asarray(s["max"]) - mean])
+            yerr = error_bars(mean, s["min"], s["max"])
             ax.errorbar(
                 x,
                 mean,

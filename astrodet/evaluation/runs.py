@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from astrodet.utils import atomic_save_figure, atomic_write_text
+from astrodet.utils import atomic_save_figure, atomic_write_text, error_bars
 
 __all__ = [
     "COLUMNS",
@@ -241,7 +241,7 @@ def plot_figure4(
             lo = np.array([cells[backbones[j]]["min"] for j in have])
             hi = np.array([cells[backbones[j]]["max"] for j in have])
             ax.bar(x[have] + (i - 0.5) * width, mean, width, label=mode, color=colours[mode],
-                   yerr=np.vstack([mean - lo, hi - mean]), capsize=3)  # fmt: skip
+                   yerr=error_bars(mean, lo, hi), capsize=3)  # fmt: skip
         ax.set_xticks(x, [b.replace(" (", "\n(") for b in backbones], fontsize=8)
         ax.set_xlim(-0.75, len(backbones) - 0.25)
         ax.set_title(f"{dataset} ({100 * f:g} % of labels)")

@@ -133,7 +133,7 @@ def plot_completeness(summary: dict, path: str | os.PathLike) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from astrodet.utils import atomic_save_figure
+    from astrodet.utils import atomic_save_figure, error_bars
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, f in summary["finders"].items():
@@ -143,9 +143,7 @@ def plot_completeness(summary: dict, path: str | os.PathLike) -> Path:
         lo = np.array([v["completeness_low"] for v in b], float)
         hi = np.array([v["completeness_high"] for v in b], float)
         ok = np.isfinite(y)
-        # clipped: at k = n the interval's top is 1 to rounding
-        err = np.maximum([y[ok] - lo[ok], hi[ok] - y[ok]], 0.0)
-        ax.errorbar(x[ok], y[ok], yerr=err, marker="o",
+        ax.errorbar(x[ok], y[ok], yerr=error_bars(y[ok], lo[ok], hi[ok]), marker="o",
                     capsize=3, label=name)  # fmt: skip
     ax.set_xscale("log")
     ax.set_xlabel("injected peak S/N")

@@ -10,6 +10,7 @@ from .fileio import (
     atomic_write_text,
     prepare_output_dir,
 )
+from .plots import error_bars
 from .seed import seed_everything
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "datasets_root",
+    "error_bars",
     "prepare_output_dir",
     "real_data_root",
     "seed_everything",

@@ -114,3 +114,22 @@ def test_report_series_marks_supervised_dashed(tmp_path):
 
 def test_report_missing_file_exit_code(tmp_path):
     assert report.main([str(tmp_path / "none.json")]) == 1
+
+
+def test_report_figure_when_mean_rounds_past_max(tmp_path):
+    # three equal F1 values: their float mean lands one rounding step above their max
+    f1 = 0.9797794117647058
+    assert np.mean([f1, f1, f1]) > f1
+    series = [
+        dict(
+            dataset="toy",
+            label="resnet18",
+            supervised=False,
+            fractions=[0.5, 1.0],
+            mean=[0.9, float(np.mean([f1, f1, f1]))],
+            min=[0.8, f1],
+            max=[0.95, f1],
+        )
+    ]
+    path = report.plot_f1_vs_fraction(series, tmp_path / "f1.png")
+    assert path.stat().st_size > 1000

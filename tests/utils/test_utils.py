@@ -91,3 +91,14 @@ def test_atomic_write_fits_keeps_a_survey_header_and_leaves_no_temporary(tmp_pat
         np.testing.assert_array_equal(hdul[0].data, data)
         assert hdul[0].header["SURVEY"] == "FIRST"
     assert [p.name for p in path.parent.iterdir()] == ["img.fits"]
+
+
+def test_error_bars_clip_rounding_and_keep_lengths():
+    from astrodet.utils import error_bars
+
+    yerr = error_bars(
+        [0.5, 0.9797794117647059], [0.25, 0.9797794117647058], [1.0, 0.9797794117647058]
+    )
+    assert yerr.shape == (2, 2)
+    assert yerr[:, 0].tolist() == [0.25, 0.5]
+    assert (yerr >= 0).all() and yerr[:, 1].max() < 1e-12
