@@ -22,8 +22,13 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from astrodet.utils import atomic_write_text, prepare_output_dir, real_data_root, weights_root
 
@@ -39,32 +44,141 @@ def _have_weights() -> bool:
     return root is not None and root.is_dir() and any(root.iterdir())
 
 
+@dataclass(frozen=True)
+class Lane:
+    """A sequence of steps and the CPU threads its commands get.
+
+    ``log_dir`` None: the steps print to the terminal; otherwise each step's output goes to
+    a log file there and the terminal gets one line as it starts and one as it ends.
+    """
+
+    name: str
+    threads: int | None = None
+    log_dir: Path | None = None
+
+
+def split_cores(cores: int) -> tuple[int, int] | None:
+    """Threads for the two lanes that run side by side, or None to run them one after
+    the other (a single core).
+
+    On two cores two one-thread trainings beside each other finish 1.6x sooner than the
+    same two one after the other with two threads each (a CPU step does not scale to a
+    second core), and PyBDSF uses one core whatever it is given.
+
+    Args:
+        cores: the CPU cores this process may use.
+    """
+    if cores < 2:
+        return None
+    return cores - cores // 2, cores // 2
+
+
 class Demo:
-    """Runs the steps as subprocesses, times them and collects what the report needs."""
+    """Runs the steps as subprocesses, times them and collects what the report needs.
+
+    Steps of different lanes may run at the same time (one thread per lane); a failure in
+    one lane stops the others at their next step and ends their running command.
+    """
 
     def __init__(self, output: Path, *, quick: bool):
         self.output = output
         self.quick = quick
-        self.timings: list[tuple[str, float, str]] = []
+        self.timings: list[tuple[str, str, float, str]] = []
+        self._failed = threading.Event()
+        self._running: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
 
-    def run(self, title: str, argv: list[str]) -> None:
-        """Run one command from the repository root; a failure stops the demo."""
+    def run(self, title: str, argv: list[str], lane: Lane = Lane("main")) -> None:
+        """Run one command from the repository root; a failure stops the demo.
+
+        Args:
+            title: the step's name in the terminal and the report.
+            argv: the command.
+            lane: where the step runs: its threads and where its output goes.
+        """
+        if self._failed.is_set():
+            raise SystemExit(f"demo step '{title}' not run: another step failed")
         # shown as a user would type it; run with this interpreter
         shown = shlex.join(["python" if a == sys.executable else a for a in argv])
-        print(f"\n=== {title}\n$ {shown}", flush=True)
-        start = time.perf_counter()
         # every step reads the simulated sets from the demo's own data root
         env = dict(
             os.environ, PYTHONPATH=str(REPO), ASTRODET_DATASETS=str(self.output / "datasets")
         )
-        result = subprocess.run(argv, cwd=REPO, env=env)
+        if lane.threads is not None:
+            env.update(OMP_NUM_THREADS=str(lane.threads), MKL_NUM_THREADS=str(lane.threads))
+        log = None
+        if lane.log_dir is None:
+            print(f"\n=== {title}\n$ {shown}", flush=True)
+        else:
+            lane.log_dir.mkdir(parents=True, exist_ok=True)
+            path = lane.log_dir / f"{len(self.timings):02d}_{_slug(title)}.log"
+            log = open(path, "w")
+            log.write(f"$ {shown}\n")
+            log.flush()
+            print(f"\n=== [{lane.name}] {title} (log: {self.rel(path)})", flush=True)
+        start = time.perf_counter()
+        try:
+            proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=log)
+            with self._lock:
+                self._running.add(proc)
+            returncode = proc.wait()
+        finally:
+            if log is not None:
+                log.close()
+        with self._lock:
+            self._running.discard(proc)
         seconds = time.perf_counter() - start
-        self.timings.append((title, seconds, shown))
-        if result.returncode != 0:
-            raise SystemExit(f"demo step '{title}' failed (exit {result.returncode}): {shown}")
+        self.timings.append((title, lane.name, seconds, shown))
+        if lane.log_dir is not None:
+            print(f"=== [{lane.name}] done in {seconds:.0f} s: {title}", flush=True)
+        if returncode != 0:
+            self.stop()
+            where = f"; its output: {self.rel(path)}" if log is not None else ""
+            raise SystemExit(f"demo step '{title}' failed (exit {returncode}): {shown}{where}")
+
+    def stop(self) -> None:
+        """Stop every lane: no new steps, running commands terminated."""
+        self._failed.set()
+        with self._lock:
+            for proc in self._running:
+                proc.terminate()
 
     def rel(self, path: Path) -> str:
         return os.path.relpath(path, self.output)
+
+
+def run_lanes(
+    demo: Demo, lanes: list[tuple[Lane, Callable[[Lane], Any]]], *, parallel: bool = True
+) -> list[Any]:
+    """Run each lane's function (its steps, in order) beside the others; return their
+    results in order. The first lane runs in this thread. A failure in any lane stops all.
+
+    Args:
+        demo: the runner.
+        lanes: (lane, function of the lane) pairs.
+        parallel: False runs the lanes one after the other.
+    """
+    if not parallel:
+        return [fn(lane) for lane, fn in lanes]
+    with ThreadPoolExecutor(max_workers=max(1, len(lanes) - 1)) as pool:
+        futures = [pool.submit(fn, lane) for lane, fn in lanes[1:]]
+        try:
+            first = lanes[0][1](lanes[0][0])
+        except BaseException:
+            demo.stop()
+            raise
+        rest = []
+        for f in futures:
+            try:
+                rest.append(f.result())
+            except BaseException:
+                demo.stop()
+                raise
+    return [first, *rest]
+
+
+def _slug(title: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in title.lower()).strip("_")[:60]
 
 
 def _read_json(path: Path) -> dict:
@@ -109,177 +223,181 @@ def main(argv: list[str] | None = None) -> int:
     det_iters = 20 if args.quick else args.det_iters
     frozen_iters = 10 if args.quick else max(det_iters // 3, 1)
 
-    # 1. the simulated sky and galaxies, where every later step finds them
-    synthetic = output / "datasets" / "synthetic"
-    demo.run(
-        "simulate the sky and galaxies",
-        [py, "-m", "astrodet.data.synthetic", "--out", str(synthetic)],
-    )
-    sky = synthetic / "sky"
+    probe_args = dict(models=models, weights=weights, probe_size=probe_size, quick=args.quick)
 
-    # 2. detection: fine-tuned and frozen as a two-point grid of the sweep tool, the
-    # classical finder, pictures
-    grid = output / "detector_grid.py"
-    atomic_write_text(grid, _detector_grid(det_iters, frozen_iters))
-    detectors = output / "detectors"
-    demo.run(
-        "train the detectors (fine-tuned and frozen)",
-        [py, "tools/sweep.py", "--grid", str(grid), "--output", str(detectors)],
-    )
-    runs = {
-        "finetuned": detectors / f"freeze=none,iters={det_iters}",
-        "frozen": detectors / f"freeze=backbone,iters={frozen_iters}",
-    }
-    det_report = output / "detection_report"
-    demo.run(
-        "detection table and figure from the runs",
-        [py, "tools/report.py", str(detectors), "--output", str(det_report)],
-    )
-    classical = output / "classical"
-    demo.run(
-        "classical source finder",
-        [
-            py,
-            "tools/classical_baseline.py",
-            "--json-file",
-            str(sky / "test" / "annotations.json"),
-            "--image-root",
-            str(sky / "test" / "images"),
-            # the finder learns the box convention from the training labels, as the network does
-            "--calibrate-on",
-            str(sky / "train" / "annotations.json"),
-            "--calibrate-images",
-            str(sky / "train" / "images"),
-            "--calibrate-nsigma",
-            "4",
-            "5",
-            "--calibrate-max-images",
-            "100",
-            "--output",
-            str(classical),
-        ],
-    )
-    vis = output / "predictions"
-    demo.run(
-        "draw predictions next to ground truth",
-        [
-            py,
-            "tools/visualize_predictions.py",
-            "--run",
-            str(runs["finetuned"]),
-            "--n",
-            "4",
-            "--out",
-            str(vis),
-        ],
-    )
+    def simulated(lane: Lane) -> dict:
+        """The simulated sky: detectors, the classical finder, pictures, the probes."""
+        # 1. the simulated sky and galaxies, where every later step finds them
+        synthetic = output / "datasets" / "synthetic"
+        demo.run(
+            "simulate the sky and galaxies",
+            [py, "-m", "astrodet.data.synthetic", "--out", str(synthetic)],
+            lane,
+        )
+        sky = synthetic / "sky"
 
-    # 3. probes, supervised baseline, pictures: simulated galaxies, then a real set
-    datasets = ["synthetic_galaxies"]
-    if (real_data_root() / "first_radio_galaxy").is_dir():
-        datasets.append("first_radio_galaxy")
-    fractions = ["0.1", "0.3", "0.5", "1.0"]
-    seeds = "1" if args.quick else "3"
-    probe_results = {}
-    for ds in datasets:
-        # the real set is a check that the same commands run on survey images: a
-        # subset of it keeps the demo within its time
-        limit = (
-            ["--limit", "200" if args.quick else "600"] if args.quick or ds != datasets[0] else []
-        )
-        lin = output / "probe" / ds
+        # 2. detection: fine-tuned and frozen as a two-point grid of the sweep tool, the
+        # classical finder, pictures
+        grid = output / "detector_grid.py"
+        atomic_write_text(grid, _detector_grid(det_iters, frozen_iters))
+        detectors = output / "detectors"
         demo.run(
-            f"linear probes on {ds}",
+            "train the detectors (fine-tuned and frozen)",
+            [py, "tools/sweep.py", "--grid", str(grid), "--output", str(detectors)],
+            lane,
+        )
+        runs = {
+            "finetuned": detectors / f"freeze=none,iters={det_iters}",
+            "frozen": detectors / f"freeze=backbone,iters={frozen_iters}",
+        }
+        det_report = output / "detection_report"
+        demo.run(
+            "detection table and figure from the runs",
+            [py, "tools/report.py", str(detectors), "--output", str(det_report)],
+            lane,
+        )
+        classical = output / "classical"
+        demo.run(
+            "classical source finder",
             [
                 py,
-                "-m",
-                "probe.linear",
-                "--model",
-                *models,
-                "--dataset",
-                ds,
-                "--fractions",
-                *fractions,
-                "--seeds",
-                seeds,
+                "tools/classical_baseline.py",
+                "--json-file",
+                str(sky / "test" / "annotations.json"),
+                "--image-root",
+                str(sky / "test" / "images"),
+                # the finder learns the box convention from the training labels, as the
+                # network does
+                "--calibrate-on",
+                str(sky / "train" / "annotations.json"),
+                "--calibrate-images",
+                str(sky / "train" / "images"),
+                "--calibrate-nsigma",
+                "4",
+                "5",
+                "--calibrate-max-images",
+                "100",
                 "--output",
-                str(lin),
-                *weights,
-                *probe_size,
-                *limit,
+                str(classical),
             ],
+            lane,
         )
-        sup = output / "supervised" / ds
+        vis = output / "predictions"
         demo.run(
-            f"supervised baseline on {ds}",
+            "draw predictions next to ground truth",
             [
                 py,
-                "-m",
-                "probe.supervised",
-                "--model",
-                "resnet18",
-                "--dataset",
-                ds,
-                "--fractions",
-                *fractions,
-                "--seeds",
-                "1",
-                "--epochs",
-                "1" if args.quick else "2",
-                "--image-size",
-                "64",
-                "--output",
-                str(sup),
-                *limit,
+                "tools/visualize_predictions.py",
+                "--run",
+                str(runs["finetuned"]),
+                "--n",
+                "4",
+                "--out",
+                str(vis),
             ],
+            lane,
         )
-        umap = output / "umap" / ds
-        demo.run(
-            f"PCA + UMAP of the features on {ds}",
-            [
-                py,
-                "-m",
-                "probe.umap",
-                "--model",
-                *models,
-                "--dataset",
-                ds,
-                "--output",
-                str(umap),
-                *weights,
-                *probe_size,
-                *limit,
-            ],
-        )
-        rep = output / "report" / ds
-        demo.run(
-            f"F1 against label fraction on {ds}",
-            [
-                py,
-                "-m",
-                "probe.report",
-                str(lin / "results.json"),
-                str(sup / "results.json"),
-                "--output",
-                str(rep),
-            ],
-        )
-        probe_results[ds] = dict(linear=lin, supervised=sup, umap=umap, report=rep)
+        # 3. probes, supervised baseline, pictures on the simulated galaxies
+        probes = _probes(demo, py, "synthetic_galaxies", lane, limit=None, **probe_args)
+        return dict(runs=runs, det_report=det_report, classical=classical, vis=vis, probes=probes)
 
-    real_sky = _real_sky(demo, py, quick=args.quick)
+    def real(lane: Lane) -> tuple[dict | None, dict | None]:
+        """The real sky: FIRST fields labelled by PyBDSF, then the probes on FIRST galaxies."""
+        real_sky = _real_sky(demo, py, lane, quick=args.quick)
+        probes = None
+        if (real_data_root() / "first_radio_galaxy").is_dir():
+            # a check that the same commands run on survey images: a subset keeps the
+            # demo within its time
+            probes = _probes(demo, py, "first_radio_galaxy", lane, limit=600, **probe_args)
+        return real_sky, probes
+
+    threads = split_cores(_cores())
+    if threads is None:
+        lanes = [(Lane("simulated sky"), simulated), (Lane("real sky"), real)]
+    else:
+        # side by side: the real sky's output goes to log files
+        lanes = [
+            (Lane("simulated sky", threads=threads[0]), simulated),
+            (Lane("real sky", threads=threads[1], log_dir=output / "logs"), real),
+        ]
+    start = time.perf_counter()
+    sim, (real_sky, first_probes) = run_lanes(demo, lanes, parallel=threads is not None)
+    probe_results = {"synthetic_galaxies": sim["probes"]}
+    if first_probes is not None:
+        probe_results["first_radio_galaxy"] = first_probes
     _write_report(
         demo,
         real_sky=real_sky,
-        runs=runs,
-        det_report=det_report,
-        classical=classical,
-        vis=vis,
+        runs=sim["runs"],
+        det_report=sim["det_report"],
+        classical=sim["classical"],
+        vis=sim["vis"],
         probes=probe_results,
         models=models,
         random_init=not online_weights,
+        wall_seconds=time.perf_counter() - start,
+        parallel=threads is not None,
     )
     print(f"\nreport: {output / 'report.md'}")
     return 0
+
+
+def _probes(
+    demo: Demo,
+    py: str,
+    ds: str,
+    lane: Lane,
+    *,
+    models: list[str],
+    weights: list[str],
+    probe_size: list[str],
+    quick: bool,
+    limit: int | None,
+) -> dict:
+    """Linear probes, the supervised baseline, PCA + UMAP and the F1 figure on one set."""
+    fractions = ["0.1", "0.3", "0.5", "1.0"]
+    if quick:
+        limit = 200
+    limit_args = ["--limit", str(limit)] if limit else []
+    output = demo.output
+    lin = output / "probe" / ds
+    demo.run(
+        f"linear probes on {ds}",
+        [py, "-m", "probe.linear", "--model", *models, "--dataset", ds,
+         "--fractions", *fractions, "--seeds", "1" if quick else "3",
+         "--output", str(lin), *weights, *probe_size, *limit_args],
+        lane,
+    )  # fmt: skip
+    sup = output / "supervised" / ds
+    demo.run(
+        f"supervised baseline on {ds}",
+        [py, "-m", "probe.supervised", "--model", "resnet18", "--dataset", ds,
+         "--fractions", *fractions, "--seeds", "1", "--epochs", "1" if quick else "2",
+         "--image-size", "64", "--output", str(sup), *limit_args],
+        lane,
+    )  # fmt: skip
+    umap = output / "umap" / ds
+    demo.run(
+        f"PCA + UMAP of the features on {ds}",
+        [py, "-m", "probe.umap", "--model", *models, "--dataset", ds,
+         "--output", str(umap), *weights, *probe_size, *limit_args],
+        lane,
+    )  # fmt: skip
+    rep = output / "report" / ds
+    demo.run(
+        f"F1 against label fraction on {ds}",
+        [py, "-m", "probe.report", str(lin / "results.json"), str(sup / "results.json"),
+         "--output", str(rep)],
+        lane,
+    )  # fmt: skip
+    return dict(linear=lin, supervised=sup, umap=umap, report=rep)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _detector_grid(det_iters: int, frozen_iters: int) -> str:
@@ -302,7 +420,18 @@ overrides = ["train.eval_period=0", "train.checkpoint_period=0"]
 
 
 def _write_report(
-    demo: Demo, *, runs, classical, vis, probes, models, random_init, det_report=None, real_sky=None
+    demo: Demo,
+    *,
+    runs,
+    classical,
+    vis,
+    probes,
+    models,
+    random_init,
+    det_report=None,
+    real_sky=None,
+    wall_seconds=None,
+    parallel=False,
 ) -> None:
     out = demo.output
     lines = ["# astrodet demo", ""]
@@ -351,13 +480,17 @@ def _write_report(
             f"[{demo.rel(p['supervised'] / 'results.json')}]({demo.rel(p['supervised'] / 'results.json')})",
         ]
     lines += _real_sky_lines(demo, real_sky)
-    lines += ["", "## Steps", "", "| step | seconds | command |", "|---|---|---|"]
-    for title, seconds, cmd in demo.timings:
-        lines.append(f"| {title} | {seconds:.0f} | `{cmd}` |")
+    lines += ["", "## Steps", ""]
+    if wall_seconds is not None:
+        beside = " (the two lanes side by side, one share of the cores each)" if parallel else ""
+        lines += [f"All steps: {wall_seconds:.0f} s{beside}.", ""]
+    lines += ["| step | lane | seconds | command |", "|---|---|---|---|"]
+    for title, lane, seconds, cmd in demo.timings:
+        lines.append(f"| {title} | {lane} | {seconds:.0f} | `{cmd}` |")
     atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
 
 
-def _real_sky(demo: Demo, py: str, *, quick: bool) -> dict | None:
+def _real_sky(demo: Demo, py: str, lane: Lane, *, quick: bool) -> dict | None:
     """Real FIRST fields: PyBDSF labels for the training fields, the small detector trained
     on them, sources found on the held-out fields by the detector, PyBDSF and the classical
     finder, both finders scored against PyBDSF. None without the real data."""
@@ -386,6 +519,7 @@ def _real_sky(demo: Demo, py: str, *, quick: bool) -> dict | None:
             [py, "datasets/prepare_mgcls.py", "--image", *fields[side], "--catalog", "pybdsf",
              *beam, "--size", str(FIRST_TILE), "--stride", str(stride),
              "--max-major-beams", "0", "--out", str(root / side)],
+            lane,
         )  # fmt: skip
     run = root / "detector"
     data = [
@@ -398,6 +532,7 @@ def _real_sky(demo: Demo, py: str, *, quick: bool) -> dict | None:
         [py, "tools/train_net.py", "--config-file", "configs/first_pybdsf_vit_small.py", *data,
          f"train.max_iter={10 if quick else 300}", "train.eval_period=0",
          "train.checkpoint_period=0", f"train.output_dir={run}"],
+        lane,
     )  # fmt: skip
     found = root / "found"
     finders = {
@@ -411,6 +546,7 @@ def _real_sky(demo: Demo, py: str, *, quick: bool) -> dict | None:
             f"find sources on the held-out FIRST fields ({name})",
             [py, "tools/find_sources.py", *how, "--image", *fields["test"], *beam,
              "--output", str(found / name)],
+            lane,
         )  # fmt: skip
     scores = {}
     for name in ("detector", "classical"):
@@ -418,6 +554,7 @@ def _real_sky(demo: Demo, py: str, *, quick: bool) -> dict | None:
             f"score the {name} against PyBDSF",
             [py, "tools/bench/sky.py", "--reference-dir", str(found / "pybdsf"),
              "--catalog-dir", str(found / name), "--output", str(root / f"{name}_vs_pybdsf")],
+            lane,
         )  # fmt: skip
         scores[name] = root / f"{name}_vs_pybdsf" / "compare"
     return {"found": found, "scores": scores, "n_train": len(fields["train"]),

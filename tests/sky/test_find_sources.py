@@ -235,9 +235,14 @@ def test_bf16_backbone_gives_the_float32_boxes(tmp_path, tiny):
 def test_inference_threads(tmp_path, tiny, monkeypatch, capsys):
     from astrodet.sky.finders.detector import default_threads
 
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
     assert default_threads() == 8
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")  # torchrun's processes share the cores
+    assert default_threads() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # a set thread count is kept
+    assert default_threads() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "0")  # not a count: ignored
     assert default_threads() == 2
     before = torch.get_num_threads()
     try:

@@ -150,8 +150,12 @@ def merge_tile_boxes(
 
 
 def default_threads() -> int:
-    """This process's share of the CPU cores it may run on: all of them, divided among the
+    """This process's share of the CPU cores: ``OMP_NUM_THREADS`` where it is set (the
+    user's or a scheduler's choice), else all the cores it may run on divided among the
     processes ``torchrun`` started on this machine (``LOCAL_WORLD_SIZE``)."""
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if omp.isdigit() and int(omp) > 0:
+        return int(omp)
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
