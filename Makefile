@@ -10,12 +10,10 @@ MODELS ?=
 
 install: $(STAMP)
 
-# --no-compile: Python writes the bytecode of the modules it imports on first use, instead
-# of pip compiling every file of torch and its neighbours (40 s less on 2 cores).
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --no-compile -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
 demo: $(STAMP)
