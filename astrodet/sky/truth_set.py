@@ -166,9 +166,12 @@ def inject_over_noise(
     return injected, truth
 
 
-def first_injected_root() -> Path:
-    """Default place of the injected FIRST set: ``datasets_root()/first_injected``."""
-    return datasets_root() / "first_injected"
+def first_injected_root(tile: int = FIRST_TILE) -> Path:
+    """Default place of the injected FIRST set cut into ``tile`` px tiles:
+    ``datasets_root()/first_injected`` for FIRST's 48 px tiles, ``first_injected_t<tile>``
+    for others (the fields are the same; only the COCO tiles differ)."""
+    tile = int(tile)
+    return datasets_root() / ("first_injected" if tile == FIRST_TILE else f"first_injected_t{tile}")
 
 
 def build_first_injected(
@@ -312,14 +315,17 @@ def load_first_injected_coco(
     json_file: str | os.PathLike,
     image_root: str | os.PathLike,
     dataset_name: str | None = None,
+    *,
+    tile: int = FIRST_TILE,
     **kwargs,
 ) -> list[dict]:
     """``load_coco_json`` that first builds the injected FIRST set when ``json_file`` is its
-    default place and it is missing or was made with other settings."""
+    default place (:func:`first_injected_root` of ``tile``) and it is missing or was made
+    with other settings; the training tiles overlap by half."""
     json_file = Path(json_file)
-    default = first_injected_root().resolve()
+    default = first_injected_root(tile).resolve()
     if json_file.resolve().parent.parent == default:
-        build_first_injected(default)
+        build_first_injected(default, size=int(tile), train_stride=int(tile) // 2)
     return load_coco_json(str(json_file), str(image_root), dataset_name, **kwargs)
 
 

@@ -5,6 +5,7 @@ from the real FIRST fields with first_pybdsf's split."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,3 +91,38 @@ def test_first_injected_set_is_built_with_first_pybdsfs_split(tmp_path, real_dat
     assert (root / "settings.json").stat().st_mtime_ns == mtime
     with pytest.raises(ValueError, match="background"):
         build_first_injected(root, real_data=real_data, background="residual")
+
+
+def test_first_injected_root_and_loader_follow_the_tile(tmp_path, monkeypatch):
+    from astrodet.sky import truth_set
+
+    monkeypatch.setenv("ASTRODET_DATASETS", str(tmp_path))
+    assert truth_set.first_injected_root() == tmp_path / "first_injected"
+    assert truth_set.first_injected_root(64) == tmp_path / "first_injected_t64"
+    built = []
+
+    def fake_build(root, **kwargs):
+        built.append((Path(root), kwargs))
+        raise RuntimeError("stop after the build")
+
+    monkeypatch.setattr(truth_set, "build_first_injected", fake_build)
+    root = truth_set.first_injected_root(64)
+    with pytest.raises(RuntimeError, match="stop after the build"):
+        truth_set.load_first_injected_coco(
+            root / "train" / "annotations.json", root / "train" / "images", tile=64
+        )
+    assert built == [(root.resolve(), {"size": 64, "train_stride": 32})]
+    # a json file elsewhere is read as it is, never built
+    elsewhere = tmp_path / "mine" / "train" / "annotations.json"
+    with pytest.raises(FileNotFoundError):
+        truth_set.load_first_injected_coco(elsewhere, elsewhere.parent / "images", tile=64)
+    assert len(built) == 1
+
+
+def test_first_injected_dataloader_config_carries_the_tile():
+    from astrodet.config import LazyConfig
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    cfg = LazyConfig.load(str(root / "common" / "data" / "first_injected.py"))
+    assert cfg.dataloader.tile_size == 48 and cfg.dataloader.train.dataset.tile == 48
+    assert cfg.dataloader.tile_overlap == 16
