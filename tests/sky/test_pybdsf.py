@@ -199,3 +199,42 @@ def test_cube_uses_the_plane_field_reads(real_data, tmp_path):
     assert (found.meta["CHANNEL"], found.meta["NCHAN"]) == (0, 2)
     assert found.meta["PLANE"] == "FREQ 0 of 2, STOKES 1 of 2"
     assert (expected.meta["CHANNEL"], expected.meta["NCHAN"]) == (0, 1)
+
+
+def test_pybdsf_collections_skip_the_callers_objects(real_data, tmp_path, monkeypatch):
+    import gc
+
+    import bdsf
+
+    image = sorted((real_data / "mirabest" / "FITS_subset").glob("*.fits"))[0]
+    seen = []
+    real = bdsf.process_image
+
+    def spy(*args, **kwargs):
+        seen.append(gc.get_freeze_count())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bdsf, "process_image", spy)
+    assert gc.get_freeze_count() == 0
+    run_pybdsf(image, out_file=tmp_path / "a.fits", beam=(5.4, 5.4, 0.0))
+    # the caller's objects were frozen while PyBDSF ran, and are collectable again after
+    assert seen and seen[0] > 0
+    assert gc.get_freeze_count() == 0
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no island")
+
+    monkeypatch.setattr(bdsf, "process_image", broken)
+    with pytest.raises(ValueError, match="PyBDSF failed: no island"):
+        run_pybdsf(image, out_file=tmp_path / "b.fits", beam=(5.4, 5.4, 0.0))
+    assert gc.get_freeze_count() == 0
+
+    # a caller that froze its own objects keeps them frozen
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        monkeypatch.setattr(bdsf, "process_image", spy)
+        run_pybdsf(image, out_file=tmp_path / "c.fits", beam=(5.4, 5.4, 0.0))
+        assert frozen > 0 and gc.get_freeze_count() > 0  # not unfrozen by the run
+    finally:
+        gc.unfreeze()
