@@ -11,8 +11,8 @@ noise bumps never are.
 Its tiles are wider than the PyBDSF-labelled config's: 80 px of FIRST (2.4' square) enlarged
 2.4x to the same 192 px input (a 3 px beam becomes 7), against 48 px enlarged 4x. The network
 sees 2.8x the sky per tile for the same cost, so the finder is 2.2x faster per megapixel; on
-injected truth it was as complete from S/N 3 up and made fewer false detections (the
-README's table; 64 px and 96 px tiles and a stride-4 level were tried beside it).
+injected truth, at equal detections on the inverted fields, it was as complete from S/N 3 up
+(the README's tables; 64 px and 96 px tiles and a stride-4 level were tried beside it).
 """
 
 from .common.data.first_injected import first_injected_dataloader
