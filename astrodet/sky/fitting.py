@@ -205,7 +205,7 @@ def fit_gaussians(
         warnings.simplefilter("ignore")  # "the fit may be unsuccessful": judged below
         try:
             # in place: the model is this call's own, and a copy of a compound model is a
-            # deep copy of every part (a tenth of the fit's time)
+            # deep copy of every part (an eighth of the fit's time)
             fitted = fitter(model, x, y, values, weights=weights, maxiter=200, inplace=True)
         except (ValueError, RuntimeError, np.linalg.LinAlgError):  # a diverging fit
             return [None] * len(initial)
